@@ -1,0 +1,100 @@
+/*
+ * util.c: small helpers of vidu.core that the Lua layer needs and plain Lua lacks:
+ * a monotonic clock (core.now) and a strict UTF-8 validator/counter (core.utf8_len).
+ */
+#include <time.h>
+
+#include "core.h"
+
+/* core.now() -> seconds on CLOCK_MONOTONIC as a float (never jumps with the wall clock). */
+static int util_now(lua_State *L)
+{
+	struct timespec ts;
+	if (clock_gettime(CLOCK_MONOTONIC, &ts) != 0)
+		return luaL_error(L, "clock_gettime(CLOCK_MONOTONIC) failed");
+	lua_pushnumber(L, (lua_Number)ts.tv_sec + (lua_Number)ts.tv_nsec / 1e9);
+	return 1;
+}
+
+/*
+ * Counts the UTF-8 characters of p[0..n). Returns the count, or -1 with *bad set to the
+ * 0-based offset of the first byte that does not start a valid sequence: a stray
+ * continuation byte, a lead byte whose sequence is truncated or has a bad continuation,
+ * an overlong form, a UTF-16 surrogate (U+D800..U+DFFF) or a value above U+10FFFF.
+ * The ranges are those of RFC 3629's ABNF, so each rule is checked on the second byte.
+ */
+static long utf8_count(const unsigned char *p, size_t n, size_t *bad)
+{
+	size_t i = 0;
+	long count = 0;
+	while (i < n) {
+		unsigned c = p[i];
+		size_t len;
+		unsigned lo = 0x80, hi = 0xBF; /* allowed range of the second byte */
+		if (c < 0x80) {
+			i++;
+			count++;
+			continue;
+		} else if (c >= 0xC2 && c <= 0xDF) {
+			len = 2;
+		} else if (c >= 0xE0 && c <= 0xEF) {
+			len = 3;
+			if (c == 0xE0)
+				lo = 0xA0; /* below is overlong */
+			else if (c == 0xED)
+				hi = 0x9F; /* above is a surrogate */
+		} else if (c >= 0xF0 && c <= 0xF4) {
+			len = 4;
+			if (c == 0xF0)
+				lo = 0x90; /* below is overlong */
+			else if (c == 0xF4)
+				hi = 0x8F; /* above is > U+10FFFF */
+		} else {
+			/* 0x80..0xC1 (continuation or overlong 2-byte lead) and 0xF5..0xFF */
+			*bad = i;
+			return -1;
+		}
+		if (n - i < len || p[i + 1] < lo || p[i + 1] > hi) {
+			*bad = i;
+			return -1;
+		}
+		if (len >= 3 && (p[i + 2] & 0xC0) != 0x80) {
+			*bad = i;
+			return -1;
+		}
+		if (len == 4 && (p[i + 3] & 0xC0) != 0x80) {
+			*bad = i;
+			return -1;
+		}
+		i += len;
+		count++;
+	}
+	return count;
+}
+
+/* core.utf8_len(s) -> number of characters | nil, 1-based offset of the first invalid byte. */
+static int util_utf8_len(lua_State *L)
+{
+	size_t n, bad = 0;
+	const char *s = luaL_checklstring(L, 1, &n);
+	long count = utf8_count((const unsigned char *)s, n, &bad);
+	if (count < 0) {
+		lua_pushnil(L);
+		lua_pushinteger(L, (lua_Integer)(bad + 1));
+		return 2;
+	}
+	lua_pushinteger(L, (lua_Integer)count);
+	return 1;
+}
+
+static const luaL_Reg util_funcs[] = {
+	{ "now", util_now },
+	{ "utf8_len", util_utf8_len },
+	{ NULL, NULL }
+};
+
+/* Adds the util functions to the module table at the top of the stack. */
+void vidu_open_util(lua_State *L)
+{
+	luaL_setfuncs(L, util_funcs, 0);
+}
