@@ -1,0 +1,1224 @@
+/*
+ * engine.c: core.engine, HTTP transfers on one libcurl multi handle.
+ *
+ * Ownership. A transfer is a C struct (struct xfer) owned by its engine from the moment it
+ * exists until step()/wait() has handed its result to Lua, or until the engine is closed. It
+ * is never a Lua object, so the garbage collector cannot free memory libcurl still points at.
+ *
+ * No Lua from libcurl. The callbacks below (write, header, read, seek, progress) only fill C
+ * buffers and files and set flags; step() turns what happened into Lua tables afterwards.
+ *
+ * Raising. luaL_error longjmps, so request() validates every argument and builds every Lua
+ * value it needs first, and only then allocates; on a later failure it frees before raising.
+ * step() builds each result table while the transfer is still owned by the engine and frees
+ * the transfer only once the table is safely in the result array.
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <curl/curl.h>
+
+#include "buf.h"
+#include "core.h"
+
+#define ENGINE_MT "vidu.engine"
+#define DEFAULT_USER_AGENT "lua-vidu/0.1"
+#define DEFAULT_MAX_HOST_CONNECTIONS 32
+#define DEFAULT_CONNECT_TIMEOUT 10.0
+#define DEFAULT_MAX_RESPONSE ((lua_Number)64 * 1024 * 1024)
+#define DEFAULT_MAX_REDIRECTS 5
+/* Response headers kept per transfer; libcurl bounds a single header line itself. */
+#define MAX_HEADER_BYTES (1024 * 1024)
+
+/* The one global: curl_global_init must run once per process, before any other curl call. */
+static int curl_ready = 0;
+
+/* Why our side (not libcurl) ended a transfer; decides the error kind over the CURLcode. */
+enum {
+	FAIL_NONE = 0,
+	FAIL_TOO_LARGE, /* body over max_response, or headers over MAX_HEADER_BYTES */
+	FAIL_FILE,      /* output/body_file could not be opened, read or written */
+	FAIL_NOMEM,     /* malloc failed inside a callback */
+	FAIL_CANCELED   /* engine:cancel(id) */
+};
+
+/* Where the response body goes when `output` was given: decided at its first byte. */
+enum { SINK_UNDECIDED = -1, SINK_MEMORY = 0, SINK_FILE = 1 };
+
+typedef struct xfer {
+	struct xfer *next_done;   /* link in the engine's queue of finished, unreported transfers */
+	CURL *easy;               /* NULL when the transfer failed before libcurl saw it */
+	lua_Integer id;
+	int running;              /* 1 while the easy handle is in the multi handle */
+	int done;                 /* 1 once finished (or canceled), until reported */
+	CURLcode code;            /* libcurl's result, valid once done */
+	int fail;                 /* FAIL_* */
+	int fail_errno;           /* errno of a FAIL_FILE */
+	const char *fail_what;    /* what a FAIL_FILE was doing: "open", "write", ... */
+	const char *fail_path;    /* and on which file (x->in_path or x->out_path) */
+	struct curl_slist *headers;
+	char *in_path;            /* body_file=..., for error messages */
+	FILE *in;                 /* body_file, read by on_read */
+	curl_off_t in_size;
+	char *out_path;           /* output=..., opened lazily by on_write for a 2xx response */
+	FILE *out;
+	int sink;                 /* SINK_*; SINK_MEMORY when no output was given */
+	vidu_buf body;            /* the response body when it is kept in memory */
+	vidu_buf head;            /* raw header lines of the latest response */
+	curl_off_t max_response;
+	curl_off_t received;      /* body bytes of the final response */
+	curl_off_t dlnow, dltotal, ulnow, ultotal;
+	char errbuf[CURL_ERROR_SIZE];
+} xfer;
+
+typedef struct engine {
+	CURLM *multi;             /* NULL once closed: the safe state a new userdata starts in */
+	xfer **xs;                /* transfers not yet reported, sorted by id (ids only grow) */
+	size_t n, cap;
+	xfer *done_head, *done_tail;
+	lua_Integer next_id;
+	char *user_agent;
+} engine;
+
+/* Request options, read and checked before anything is allocated. Strings point into Lua
+ * values kept alive on the stack for the duration of request(). */
+typedef struct req {
+	const char *method, *url, *body, *body_file, *output;
+	size_t body_len;
+	long connect_ms, timeout_ms, max_redirects;
+	curl_off_t max_response;
+	int follow;
+	int lines;                /* stack index of a table of ready "Name: value" header lines */
+	int nlines;
+} req;
+
+/* ---------------------------------------------------------------- transfers (no Lua) */
+
+/* Releases everything a transfer owns. The caller has already taken it out of the multi
+ * handle, so libcurl holds no pointer into it any more. */
+static void xfer_free(xfer *x)
+{
+	if (x->easy != NULL)
+		curl_easy_cleanup(x->easy);
+	curl_slist_free_all(x->headers);
+	if (x->in != NULL)
+		fclose(x->in);
+	if (x->out != NULL)
+		fclose(x->out);
+	free(x->out_path);
+	free(x->in_path);
+	vidu_buf_free(&x->body);
+	vidu_buf_free(&x->head);
+	free(x);
+}
+
+/* Records a file failure once: the first cause is the one worth reporting. */
+static void xfer_file_fail(xfer *x, const char *what, const char *path, int err)
+{
+	if (x->fail != FAIL_NONE)
+		return;
+	x->fail = FAIL_FILE;
+	x->fail_what = what;
+	x->fail_path = path;
+	x->fail_errno = err;
+}
+
+/* Decides at the first body byte where the body goes: a 2xx body with `output` goes to the
+ * file; anything else (an error page) stays in memory so the caller can read why. Opening
+ * lazily also means a failed request never truncates an existing file. */
+static int xfer_pick_sink(xfer *x)
+{
+	long status = 0;
+	if (x->out_path == NULL) {
+		x->sink = SINK_MEMORY;
+		return 0;
+	}
+	curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &status);
+	if (status < 200 || status > 299) {
+		x->sink = SINK_MEMORY;
+		return 0;
+	}
+	x->out = fopen(x->out_path, "wb");
+	if (x->out == NULL) {
+		xfer_file_fail(x, "open output", x->out_path, errno);
+		return -1;
+	}
+	x->sink = SINK_FILE;
+	return 0;
+}
+
+/* CURLOPT_WRITEFUNCTION: stores body bytes under the cap; returning short aborts the
+ * transfer with CURLE_WRITE_ERROR, which the fail flag then explains. */
+static size_t on_write(char *p, size_t size, size_t nmemb, void *ud)
+{
+	xfer *x = (xfer *)ud;
+	size_t len = size * nmemb;
+	if ((curl_off_t)len > x->max_response - x->received) {
+		if (x->fail == FAIL_NONE)
+			x->fail = FAIL_TOO_LARGE;
+		return 0;
+	}
+	if (x->sink == SINK_UNDECIDED && xfer_pick_sink(x) != 0)
+		return 0;
+	if (x->sink == SINK_FILE) {
+		if (fwrite(p, 1, len, x->out) != len) {
+			xfer_file_fail(x, "write output", x->out_path, errno);
+			return 0;
+		}
+	} else {
+		if (x->body.len == 0 && x->body.cap == 0) {
+			/* Size the buffer from Content-Length once, so a large body is not copied
+			 * by repeated doubling; the cap bounds what a lying header can cost. */
+			curl_off_t cl = -1;
+			curl_easy_getinfo(x->easy, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &cl);
+			if (cl > 0 && cl <= x->max_response && (curl_off_t)(size_t)cl == cl)
+				(void)vidu_buf_reserve(&x->body, (size_t)cl);
+		}
+		if (vidu_buf_append(&x->body, p, len) != 0) {
+			if (x->fail == FAIL_NONE)
+				x->fail = FAIL_NOMEM;
+			return 0;
+		}
+	}
+	x->received += (curl_off_t)len;
+	return len;
+}
+
+/* CURLOPT_HEADERFUNCTION: keeps the raw header lines of the latest response only. A status
+ * line starts a new response (a 1xx, a followed redirect), so it drops what came before. */
+static size_t on_header(char *p, size_t size, size_t nmemb, void *ud)
+{
+	xfer *x = (xfer *)ud;
+	size_t len = size * nmemb;
+	if (len >= 5 && memcmp(p, "HTTP/", 5) == 0) {
+		x->head.len = 0;
+		if (x->sink != SINK_FILE) {
+			x->body.len = 0;
+			x->received = 0;
+			x->sink = SINK_UNDECIDED;
+		}
+		return len;
+	}
+	if (len == 0 || p[0] == '\r' || p[0] == '\n')
+		return len;
+	if (x->head.len + len > MAX_HEADER_BYTES) {
+		if (x->fail == FAIL_NONE)
+			x->fail = FAIL_TOO_LARGE;
+		return 0;
+	}
+	if (vidu_buf_append(&x->head, p, len) != 0) {
+		if (x->fail == FAIL_NONE)
+			x->fail = FAIL_NOMEM;
+		return 0;
+	}
+	return len;
+}
+
+/* CURLOPT_READFUNCTION: streams body_file; a read error aborts rather than sending a
+ * short body under a Content-Length that promised more. */
+static size_t on_read(char *p, size_t size, size_t nmemb, void *ud)
+{
+	xfer *x = (xfer *)ud;
+	size_t got = fread(p, 1, size * nmemb, x->in);
+	if (got == 0 && ferror(x->in)) {
+		xfer_file_fail(x, "read body_file", x->in_path, errno);
+		return CURL_READFUNC_ABORT;
+	}
+	return got;
+}
+
+/* CURLOPT_SEEKFUNCTION: lets libcurl rewind body_file to resend it (a 307/308 redirect, or
+ * a reused connection that turned out to be closed). */
+static int on_seek(void *ud, curl_off_t offset, int origin)
+{
+	xfer *x = (xfer *)ud;
+	if ((curl_off_t)(off_t)offset != offset)
+		return CURL_SEEKFUNC_CANTSEEK;
+	clearerr(x->in);
+	return fseeko(x->in, (off_t)offset, origin) == 0 ? CURL_SEEKFUNC_OK : CURL_SEEKFUNC_FAIL;
+}
+
+/* CURLOPT_XFERINFOFUNCTION: only copies the counters, which engine:progress(id) reads. */
+static int on_progress(void *ud, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
+	curl_off_t ulnow)
+{
+	xfer *x = (xfer *)ud;
+	x->dltotal = dltotal;
+	x->dlnow = dlnow;
+	x->ultotal = ultotal;
+	x->ulnow = ulnow;
+	return 0;
+}
+
+/* ---------------------------------------------------------------- the engine's books */
+
+/* Finds a transfer by id; ids are handed out in increasing order, so the array is sorted. */
+static size_t engine_find(const engine *e, lua_Integer id, int *found)
+{
+	size_t lo = 0, hi = e->n;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (e->xs[mid]->id < id)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	*found = lo < e->n && e->xs[lo]->id == id;
+	return lo;
+}
+
+/* Forgets a transfer (it has been reported); the memory is the caller's to free. */
+static void engine_forget(engine *e, xfer *x)
+{
+	int found;
+	size_t i = engine_find(e, x->id, &found);
+	if (!found)
+		return;
+	memmove(e->xs + i, e->xs + i + 1, (e->n - i - 1) * sizeof(*e->xs));
+	e->n--;
+}
+
+/* Queues a transfer whose result step() will report, in the order they finished. */
+static void engine_push_done(engine *e, xfer *x)
+{
+	x->done = 1;
+	x->next_done = NULL;
+	if (e->done_tail != NULL)
+		e->done_tail->next_done = x;
+	else
+		e->done_head = x;
+	e->done_tail = x;
+}
+
+/* Takes a transfer out of libcurl's hands and settles its files: the output must be flushed
+ * and closed before the caller is told the download is complete. */
+static void engine_finish(engine *e, xfer *x, CURLcode code)
+{
+	if (x->running) {
+		curl_multi_remove_handle(e->multi, x->easy);
+		x->running = 0;
+	}
+	x->code = code;
+	if (x->in != NULL) {
+		fclose(x->in);
+		x->in = NULL;
+	}
+	if (code == CURLE_OK && x->fail == FAIL_NONE && x->sink == SINK_UNDECIDED &&
+		x->out_path != NULL) {
+		/* A 2xx with an empty body still owes the caller its (empty) file. */
+		(void)xfer_pick_sink(x);
+	}
+	if (x->out != NULL) {
+		int bad = fclose(x->out) != 0;
+		x->out = NULL;
+		if (bad)
+			xfer_file_fail(x, "write output", x->out_path, errno);
+	}
+	engine_push_done(e, x);
+}
+
+/* Drives libcurl without blocking and moves every finished transfer to the done queue. */
+static void engine_perform(engine *e)
+{
+	int running = 0, left = 0;
+	CURLMsg *m;
+	curl_multi_perform(e->multi, &running);
+	while ((m = curl_multi_info_read(e->multi, &left)) != NULL) {
+		CURL *easy;
+		CURLcode code;
+		char *priv = NULL;
+		if (m->msg != CURLMSG_DONE)
+			continue;
+		/* The message dies with curl_multi_remove_handle: copy it out first. */
+		easy = m->easy_handle;
+		code = m->data.result;
+		curl_easy_getinfo(easy, CURLINFO_PRIVATE, &priv);
+		if (priv != NULL)
+			engine_finish(e, (xfer *)(void *)priv, code);
+	}
+}
+
+/* Frees every transfer (running ones are aborted) and the multi handle: the closed state. */
+static void engine_release(engine *e)
+{
+	size_t i;
+	for (i = 0; i < e->n; i++) {
+		xfer *x = e->xs[i];
+		if (x->running)
+			curl_multi_remove_handle(e->multi, x->easy);
+		x->running = 0;
+		xfer_free(x);
+	}
+	free(e->xs);
+	e->xs = NULL;
+	e->n = e->cap = 0;
+	e->done_head = e->done_tail = NULL;
+	if (e->multi != NULL)
+		curl_multi_cleanup(e->multi);
+	e->multi = NULL;
+	free(e->user_agent);
+	e->user_agent = NULL;
+}
+
+/* ---------------------------------------------------------------- Lua helpers */
+
+/* luaL_checkudata plus the liolib rule: a closed engine is an error, not a crash. */
+static engine *check_engine(lua_State *L)
+{
+	engine *e = (engine *)luaL_checkudata(L, 1, ENGINE_MT);
+	if (e->multi == NULL)
+		luaL_error(L, "attempt to use a closed engine");
+	return e;
+}
+
+/* Raises on option names the function does not know: a typo must not pass silently. */
+static void check_keys(lua_State *L, int t, const char *const keys[], const char *what)
+{
+	lua_pushnil(L);
+	while (lua_next(L, t) != 0) {
+		const char *k;
+		int i;
+		if (lua_type(L, -2) != LUA_TSTRING)
+			luaL_error(L, "%s: option names must be strings", what);
+		k = lua_tostring(L, -2);
+		for (i = 0; keys[i] != NULL && strcmp(keys[i], k) != 0; i++)
+			;
+		if (keys[i] == NULL)
+			luaL_error(L, "%s: unknown option '%s'", what, k);
+		lua_pop(L, 1);
+	}
+}
+
+/* An optional string field; the value stays on the stack so the pointer stays valid. */
+static const char *opt_string(lua_State *L, int t, const char *k, const char *def, size_t *len)
+{
+	lua_getfield(L, t, k);
+	if (lua_isnil(L, -1)) {
+		lua_pop(L, 1);
+		if (len != NULL)
+			*len = def != NULL ? strlen(def) : 0;
+		return def;
+	}
+	if (lua_type(L, -1) != LUA_TSTRING)
+		luaL_error(L, "%s must be a string (got %s)", k, luaL_typename(L, -1));
+	return lua_tolstring(L, -1, len);
+}
+
+/* An optional non-negative finite number field (floats are fine: 2.5 seconds). */
+static lua_Number opt_number(lua_State *L, int t, const char *k, lua_Number def)
+{
+	lua_Number v;
+	lua_getfield(L, t, k);
+	if (lua_isnil(L, -1)) {
+		lua_pop(L, 1);
+		return def;
+	}
+	if (lua_type(L, -1) != LUA_TNUMBER)
+		luaL_error(L, "%s must be a number (got %s)", k, luaL_typename(L, -1));
+	v = lua_tonumber(L, -1);
+	lua_pop(L, 1);
+	if (!(v >= 0) || v > 1e15)
+		luaL_error(L, "%s must be a non-negative number", k);
+	return v;
+}
+
+/* An optional non-negative whole-number field; 3.0 is accepted, 3.5 is not. */
+static lua_Number opt_count(lua_State *L, int t, const char *k, lua_Number def)
+{
+	lua_Number v = opt_number(L, t, k, def);
+	if (v != floor(v))
+		luaL_error(L, "%s must be a whole number", k);
+	return v;
+}
+
+/* Seconds (float) to libcurl's milliseconds, rounding so that 0.0005 s is not 0 = "none". */
+static long seconds_to_ms(lua_Number s)
+{
+	lua_Number ms = ceil(s * 1000);
+	return ms > (lua_Number)LONG_MAX ? LONG_MAX : (long)ms;
+}
+
+/* An optional boolean field. */
+static int opt_bool(lua_State *L, int t, const char *k, int def)
+{
+	int v;
+	lua_getfield(L, t, k);
+	if (lua_isnil(L, -1)) {
+		lua_pop(L, 1);
+		return def;
+	}
+	if (lua_type(L, -1) != LUA_TBOOLEAN)
+		luaL_error(L, "%s must be a boolean (got %s)", k, luaL_typename(L, -1));
+	v = lua_toboolean(L, -1);
+	lua_pop(L, 1);
+	return v;
+}
+
+/* Case-insensitive ASCII prefix test (URL schemes, header names). */
+static int has_prefix_ci(const char *s, const char *prefix)
+{
+	for (; *prefix != '\0'; s++, prefix++)
+		if (tolower((unsigned char)*s) != *prefix)
+			return 0;
+	return 1;
+}
+
+/* Case-insensitive ASCII equality for header names. */
+static int equal_ci(const char *a, const char *b)
+{
+	for (; *a != '\0' && *b != '\0'; a++, b++)
+		if (tolower((unsigned char)*a) != tolower((unsigned char)*b))
+			return 0;
+	return *a == *b;
+}
+
+/* RFC 9110 token characters: what a header name or a method may consist of. */
+static int is_token(const char *s, size_t len)
+{
+	size_t i;
+	if (len == 0)
+		return 0;
+	for (i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)s[i];
+		if (!(isalnum(c) || strchr("!#$%&'*+-.^_`|~", c) != NULL) || c == '\0')
+			return 0;
+	}
+	return 1;
+}
+
+/* Turns the headers table into a table of "Name: value" lines (Lua strings, so nothing
+ * leaks if this raises), adding the defaults libcurl would otherwise get wrong for us:
+ * no "Expect: 100-continue" pause, and no invented form Content-Type for a raw body. */
+static void build_header_lines(lua_State *L, int t, int has_body, req *r)
+{
+	int has_ct = 0, has_expect = 0, n = 0;
+	lua_newtable(L);
+	r->lines = lua_gettop(L);
+	if (t != 0) {
+		lua_pushnil(L);
+		while (lua_next(L, t) != 0) {
+			size_t nlen, vlen, i;
+			const char *name, *value;
+			if (lua_type(L, -2) != LUA_TSTRING)
+				luaL_error(L, "header names must be strings");
+			name = lua_tolstring(L, -2, &nlen);
+			if (!is_token(name, nlen))
+				luaL_error(L, "invalid header name '%s'", name);
+			if (lua_type(L, -1) != LUA_TSTRING && lua_type(L, -1) != LUA_TNUMBER)
+				luaL_error(L, "header '%s' must be a string (got %s)", name,
+					luaL_typename(L, -1));
+			lua_pushvalue(L, -1); /* convert a copy: lua_next needs the original */
+			value = lua_tolstring(L, -1, &vlen);
+			for (i = 0; i < vlen; i++)
+				if (value[i] == '\r' || value[i] == '\n' || value[i] == '\0')
+					luaL_error(L, "header '%s' contains a line break or NUL", name);
+			if (equal_ci(name, "content-type"))
+				has_ct = 1;
+			else if (equal_ci(name, "expect"))
+				has_expect = 1;
+			/* "Name;" is libcurl's way to send an empty value ("Name:" would delete it). */
+			if (vlen == 0)
+				lua_pushfstring(L, "%s;", name);
+			else
+				lua_pushfstring(L, "%s: %s", name, value);
+			lua_rawseti(L, r->lines, ++n);
+			lua_pop(L, 2);
+		}
+	}
+	if (!has_expect) {
+		lua_pushliteral(L, "Expect:");
+		lua_rawseti(L, r->lines, ++n);
+	}
+	if (has_body && !has_ct) {
+		lua_pushliteral(L, "Content-Type:");
+		lua_rawseti(L, r->lines, ++n);
+	}
+	r->nlines = n;
+}
+
+/* ---------------------------------------------------------------- error reporting */
+
+/* Maps a finished transfer to the contract's error kind; our own flags come first because
+ * they explain libcurl's generic CURLE_WRITE_ERROR / CURLE_ABORTED_BY_CALLBACK. */
+static const char *error_kind(const xfer *x)
+{
+	switch (x->fail) {
+	case FAIL_TOO_LARGE: return "too_large";
+	case FAIL_FILE: return "file";
+	case FAIL_CANCELED: return "canceled";
+	case FAIL_NOMEM: return "other";
+	default: break;
+	}
+	switch (x->code) {
+	case CURLE_COULDNT_RESOLVE_HOST:
+	case CURLE_COULDNT_RESOLVE_PROXY:
+		return "resolve";
+	case CURLE_COULDNT_CONNECT:
+		return "connect";
+	case CURLE_OPERATION_TIMEDOUT:
+		return "timeout";
+	case CURLE_SEND_ERROR:
+	case CURLE_RECV_ERROR:
+	case CURLE_GOT_NOTHING:
+	case CURLE_PARTIAL_FILE:
+	case CURLE_HTTP2_STREAM:
+	case CURLE_SEND_FAIL_REWIND:
+		return "reset";
+	case CURLE_FILESIZE_EXCEEDED:
+		return "too_large";
+	case CURLE_UNSUPPORTED_PROTOCOL:
+	case CURLE_URL_MALFORMAT:
+	case CURLE_TOO_MANY_REDIRECTS:
+	case CURLE_WEIRD_SERVER_REPLY:
+	case CURLE_HTTP2:
+	case CURLE_BAD_CONTENT_ENCODING:
+	case CURLE_HTTP_RETURNED_ERROR:
+	case CURLE_RANGE_ERROR:
+		return "protocol";
+	case CURLE_SSL_CONNECT_ERROR:
+	case CURLE_PEER_FAILED_VERIFICATION:
+	case CURLE_SSL_CERTPROBLEM:
+	case CURLE_SSL_CIPHER:
+	case CURLE_SSL_CACERT_BADFILE:
+	case CURLE_SSL_SHUTDOWN_FAILED:
+	case CURLE_SSL_CRL_BADFILE:
+	case CURLE_SSL_ISSUER_ERROR:
+	case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
+	case CURLE_SSL_INVALIDCERTSTATUS:
+	case CURLE_SSL_ENGINE_NOTFOUND:
+	case CURLE_SSL_ENGINE_SETFAILED:
+	case CURLE_SSL_ENGINE_INITFAILED:
+	case CURLE_SSL_CLIENTCERT:
+	case CURLE_USE_SSL_FAILED:
+		return "tls";
+	case CURLE_READ_ERROR:
+	case CURLE_WRITE_ERROR:
+		return "file";
+	default:
+		return "other";
+	}
+}
+
+/* Could the server have seen (part of) the request? Only a "no" lets a POST be re-sent, so
+ * in doubt the answer is yes: request bytes written, or a connection that got past TLS. */
+static int may_have_been_sent(const xfer *x, const char *kind)
+{
+	curl_off_t connect_us = 0;
+	long request_size = 0;
+	if (x->easy == NULL || strcmp(kind, "resolve") == 0 || strcmp(kind, "connect") == 0)
+		return 0;
+	curl_easy_getinfo(x->easy, CURLINFO_REQUEST_SIZE, &request_size);
+	if (request_size > 0 || x->ulnow > 0)
+		return 1;
+	if (strcmp(kind, "tls") == 0)
+		return 0;
+	curl_easy_getinfo(x->easy, CURLINFO_CONNECT_TIME_T, &connect_us);
+	return connect_us > 0;
+}
+
+/* The too_large message names the cap (formatted here: lua_pushfstring has no 64-bit
+ * integer conversion before Lua 5.3). */
+static void push_too_large(lua_State *L, const xfer *x)
+{
+	char msg[96];
+	snprintf(msg, sizeof(msg), "response larger than max_response (%" CURL_FORMAT_CURL_OFF_T
+		" bytes)", x->max_response);
+	lua_pushstring(L, msg);
+}
+
+/* Pushes the human message for a failed transfer: ours, else curl's detailed buffer, else
+ * curl's generic text. None of them ever contains request headers (so no API key). */
+static void push_message(lua_State *L, const xfer *x)
+{
+	switch (x->fail) {
+	case FAIL_TOO_LARGE:
+		push_too_large(L, x);
+		return;
+	case FAIL_FILE:
+		lua_pushfstring(L, "cannot %s '%s': %s", x->fail_what,
+			x->fail_path != NULL ? x->fail_path : "?",
+			x->fail_errno != 0 ? strerror(x->fail_errno) : "unknown error");
+		return;
+	case FAIL_CANCELED:
+		lua_pushliteral(L, "transfer canceled");
+		return;
+	case FAIL_NOMEM:
+		lua_pushliteral(L, "not enough memory");
+		return;
+	default:
+		break;
+	}
+	if (x->code == CURLE_FILESIZE_EXCEEDED) {
+		push_too_large(L, x);
+		return;
+	}
+	if (x->errbuf[0] != '\0')
+		lua_pushstring(L, x->errbuf);
+	else
+		lua_pushstring(L, curl_easy_strerror(x->code));
+}
+
+/* Sets t[k] = the number, or its integer form when whole (so 2 prints as 2, not 2.0). */
+static void set_number(lua_State *L, const char *k, lua_Number v)
+{
+	if (v == floor(v) && fabs(v) < 9007199254740992.0)
+		lua_pushinteger(L, (lua_Integer)v);
+	else
+		lua_pushnumber(L, v);
+	lua_setfield(L, -2, k);
+}
+
+/* Pushes the headers of the final response as a table: lower-case names, values trimmed,
+ * repeated names joined with ", ", obsolete folded lines appended to the previous value. */
+static void push_headers(lua_State *L, const vidu_buf *h)
+{
+	size_t i = 0;
+	int last = 0; /* stack index of the previous header's name, 0 before the first */
+	int tbl;
+	lua_newtable(L);
+	tbl = lua_gettop(L);
+	while (i < h->len) {
+		const char *line = h->data + i;
+		const char *end = (const char *)memchr(line, '\n', h->len - i);
+		const char *colon, *v, *ve;
+		size_t linelen = end != NULL ? (size_t)(end - line) : h->len - i;
+		i += linelen + (end != NULL ? 1 : 0);
+		ve = line + linelen;
+		while (ve > line && (ve[-1] == '\r' || ve[-1] == ' ' || ve[-1] == '\t'))
+			ve--;
+		if (line[0] == ' ' || line[0] == '\t') {
+			if (last == 0)
+				continue;
+			for (v = line; v < ve && (*v == ' ' || *v == '\t'); v++)
+				;
+			lua_pushvalue(L, last);
+			lua_pushvalue(L, last);
+			lua_rawget(L, tbl);
+			lua_pushliteral(L, " ");
+			lua_pushlstring(L, v, (size_t)(ve - v));
+			lua_concat(L, 3);
+			lua_rawset(L, tbl);
+			continue;
+		}
+		colon = (const char *)memchr(line, ':', (size_t)(ve - line));
+		if (colon == NULL || colon == line)
+			continue;
+		{
+			luaL_Buffer b;
+			const char *c;
+			luaL_buffinit(L, &b);
+			for (c = line; c < colon; c++)
+				luaL_addchar(&b, (char)tolower((unsigned char)*c));
+			luaL_pushresult(&b);
+		}
+		if (last != 0)
+			lua_remove(L, last);
+		last = lua_gettop(L);
+		for (v = colon + 1; v < ve && (*v == ' ' || *v == '\t'); v++)
+			;
+		lua_pushvalue(L, last);
+		lua_pushvalue(L, last);
+		lua_rawget(L, tbl);
+		if (lua_isnil(L, -1)) {
+			lua_pop(L, 1);
+			lua_pushlstring(L, v, (size_t)(ve - v));
+		} else {
+			lua_pushliteral(L, ", ");
+			lua_pushlstring(L, v, (size_t)(ve - v));
+			lua_concat(L, 3);
+		}
+		lua_rawset(L, tbl);
+	}
+	if (last != 0)
+		lua_remove(L, last);
+}
+
+/* Pushes the result table of a finished transfer (see the contract). May raise on memory
+ * only; the transfer is still the engine's then, so nothing leaks. */
+static void push_result(lua_State *L, const xfer *x)
+{
+	int ok = x->code == CURLE_OK && x->fail == FAIL_NONE;
+	long status = 0;
+	lua_createtable(L, 0, 12);
+	lua_pushinteger(L, x->id);
+	lua_setfield(L, -2, "id");
+	lua_pushboolean(L, ok);
+	lua_setfield(L, -2, "ok");
+	if (x->easy != NULL) {
+		char *url = NULL;
+		curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &status);
+		curl_easy_getinfo(x->easy, CURLINFO_EFFECTIVE_URL, &url);
+		if (url != NULL) {
+			lua_pushstring(L, url);
+			lua_setfield(L, -2, "url");
+		}
+	}
+	if (status > 0) {
+		lua_pushinteger(L, (lua_Integer)status);
+		lua_setfield(L, -2, "status");
+		push_headers(L, &x->head);
+		lua_setfield(L, -2, "headers");
+	}
+	set_number(L, "bytes", (lua_Number)x->received);
+	if (ok) {
+		long version = 0;
+		curl_off_t total = 0, connect = 0, start = 0;
+		if (x->sink != SINK_FILE) {
+			lua_pushlstring(L, x->body.data != NULL ? x->body.data : "", x->body.len);
+			lua_setfield(L, -2, "body");
+		}
+		curl_easy_getinfo(x->easy, CURLINFO_HTTP_VERSION, &version);
+		switch (version) {
+		case CURL_HTTP_VERSION_1_0: lua_pushnumber(L, 1.0); break;
+		case CURL_HTTP_VERSION_1_1: lua_pushnumber(L, 1.1); break;
+		case CURL_HTTP_VERSION_2_0: lua_pushinteger(L, 2); break;
+#ifdef CURL_HTTP_VERSION_3
+		case CURL_HTTP_VERSION_3: lua_pushinteger(L, 3); break;
+#endif
+		default: lua_pushnil(L); break;
+		}
+		lua_setfield(L, -2, "http_version");
+		curl_easy_getinfo(x->easy, CURLINFO_TOTAL_TIME_T, &total);
+		curl_easy_getinfo(x->easy, CURLINFO_CONNECT_TIME_T, &connect);
+		curl_easy_getinfo(x->easy, CURLINFO_STARTTRANSFER_TIME_T, &start);
+		lua_createtable(L, 0, 3);
+		lua_pushnumber(L, (lua_Number)total / 1e6);
+		lua_setfield(L, -2, "total");
+		lua_pushnumber(L, (lua_Number)connect / 1e6);
+		lua_setfield(L, -2, "connect");
+		lua_pushnumber(L, (lua_Number)start / 1e6);
+		lua_setfield(L, -2, "start");
+		lua_setfield(L, -2, "time");
+	} else {
+		const char *kind = error_kind(x);
+		lua_pushstring(L, kind);
+		lua_setfield(L, -2, "error");
+		push_message(L, x);
+		lua_setfield(L, -2, "message");
+		lua_pushinteger(L, (lua_Integer)x->code);
+		lua_setfield(L, -2, "curl_code");
+		lua_pushboolean(L, may_have_been_sent(x, kind));
+		lua_setfield(L, -2, "sent");
+	}
+}
+
+/* Reports every finished transfer as an array, freeing each once its table is stored. */
+static int push_finished(lua_State *L, engine *e)
+{
+	int n = 0;
+	lua_newtable(L);
+	while (e->done_head != NULL) {
+		xfer *x = e->done_head;
+		push_result(L, x);
+		lua_rawseti(L, -2, ++n);
+		e->done_head = x->next_done;
+		if (e->done_head == NULL)
+			e->done_tail = NULL;
+		engine_forget(e, x);
+		xfer_free(x);
+	}
+	return 1;
+}
+
+/* ---------------------------------------------------------------- engine methods */
+
+/* Configures the easy handle of a new transfer. Returns NULL, or what failed (the caller
+ * frees the transfer and raises). No Lua is touched here. */
+static const char *xfer_setup(engine *e, xfer *x, const req *r, lua_State *L)
+{
+	CURL *h = x->easy;
+	int i;
+	int is_get = strcmp(r->method, "GET") == 0, is_head = strcmp(r->method, "HEAD") == 0;
+	int is_post = strcmp(r->method, "POST") == 0, is_put = strcmp(r->method, "PUT") == 0;
+
+	for (i = 1; i <= r->nlines; i++) {
+		struct curl_slist *s;
+		lua_rawgeti(L, r->lines, i); /* already strings: no conversion, cannot raise */
+		s = curl_slist_append(x->headers, lua_tostring(L, -1));
+		lua_pop(L, 1);
+		if (s == NULL)
+			return "not enough memory";
+		x->headers = s;
+	}
+
+	curl_easy_setopt(h, CURLOPT_PRIVATE, (void *)x);
+	curl_easy_setopt(h, CURLOPT_ERRORBUFFER, x->errbuf);
+	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+	if (curl_easy_setopt(h, CURLOPT_URL, r->url) != CURLE_OK)
+		return "cannot set the URL";
+	/* Only http and https, also after a redirect: a server must not be able to send us to
+	 * file:// or anything else. */
+#if LIBCURL_VERSION_NUM >= 0x075500
+	if (curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https") != CURLE_OK ||
+		curl_easy_setopt(h, CURLOPT_REDIR_PROTOCOLS_STR, "http,https") != CURLE_OK)
+		return "cannot restrict protocols to http and https";
+#else
+	if (curl_easy_setopt(h, CURLOPT_PROTOCOLS, (long)(CURLPROTO_HTTP | CURLPROTO_HTTPS)) !=
+		CURLE_OK ||
+		curl_easy_setopt(h, CURLOPT_REDIR_PROTOCOLS,
+			(long)(CURLPROTO_HTTP | CURLPROTO_HTTPS)) != CURLE_OK)
+		return "cannot restrict protocols to http and https";
+#endif
+	curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 1L);
+	curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 2L);
+	/* Not checked: without nghttp2 libcurl refuses and HTTP/1.1 is used, which is fine. */
+	curl_easy_setopt(h, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
+	curl_easy_setopt(h, CURLOPT_PIPEWAIT, 1L);
+	curl_easy_setopt(h, CURLOPT_TCP_KEEPALIVE, 1L);
+	curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, r->follow ? 1L : 0L);
+	curl_easy_setopt(h, CURLOPT_MAXREDIRS, r->max_redirects);
+	curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, r->connect_ms);
+	curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, r->timeout_ms);
+	curl_easy_setopt(h, CURLOPT_MAXFILESIZE_LARGE, r->max_response);
+	curl_easy_setopt(h, CURLOPT_USERAGENT, e->user_agent);
+	curl_easy_setopt(h, CURLOPT_HTTPHEADER, x->headers);
+	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_write);
+	curl_easy_setopt(h, CURLOPT_WRITEDATA, (void *)x);
+	curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
+	curl_easy_setopt(h, CURLOPT_HEADERDATA, (void *)x);
+	curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, on_progress);
+	curl_easy_setopt(h, CURLOPT_XFERINFODATA, (void *)x);
+	curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
+
+	if (x->in != NULL) {
+		curl_easy_setopt(h, CURLOPT_READFUNCTION, on_read);
+		curl_easy_setopt(h, CURLOPT_READDATA, (void *)x);
+		curl_easy_setopt(h, CURLOPT_SEEKFUNCTION, on_seek);
+		curl_easy_setopt(h, CURLOPT_SEEKDATA, (void *)x);
+		if (is_post) {
+			curl_easy_setopt(h, CURLOPT_POST, 1L);
+			curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, x->in_size);
+		} else {
+			curl_easy_setopt(h, CURLOPT_UPLOAD, 1L);
+			curl_easy_setopt(h, CURLOPT_INFILESIZE_LARGE, x->in_size);
+			if (!is_put)
+				curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, r->method);
+		}
+	} else if (r->body != NULL) {
+		curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)r->body_len);
+		if (curl_easy_setopt(h, CURLOPT_COPYPOSTFIELDS, r->body) != CURLE_OK)
+			return "not enough memory";
+		if (!is_post)
+			curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, r->method);
+	} else if (is_head) {
+		curl_easy_setopt(h, CURLOPT_NOBODY, 1L);
+	} else if (!is_get) {
+		curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, r->method);
+	}
+	return NULL;
+}
+
+/* Reads request{...} into a req, raising on any misuse before anything is allocated. */
+static void read_request(lua_State *L, int t, req *r)
+{
+	static const char *const keys[] = { "method", "url", "headers", "body", "body_file",
+		"output", "connect_timeout", "timeout", "max_response", "follow", "max_redirects",
+		NULL };
+	int headers = 0;
+	size_t mlen;
+	luaL_checktype(L, t, LUA_TTABLE);
+	luaL_checkstack(L, 24, "request options");
+	check_keys(L, t, keys, "request");
+	r->method = opt_string(L, t, "method", "GET", &mlen);
+	if (!is_token(r->method, mlen))
+		luaL_error(L, "invalid method '%s'", r->method);
+	r->url = opt_string(L, t, "url", NULL, NULL);
+	if (r->url == NULL)
+		luaL_error(L, "url is required");
+	if (!has_prefix_ci(r->url, "http://") && !has_prefix_ci(r->url, "https://"))
+		luaL_error(L, "url must be http:// or https:// (got '%s')", r->url);
+	r->body = opt_string(L, t, "body", NULL, &r->body_len);
+	r->body_file = opt_string(L, t, "body_file", NULL, NULL);
+	if (r->body != NULL && r->body_file != NULL)
+		luaL_error(L, "body and body_file are mutually exclusive");
+	r->output = opt_string(L, t, "output", NULL, NULL);
+	r->connect_ms = seconds_to_ms(opt_number(L, t, "connect_timeout", DEFAULT_CONNECT_TIMEOUT));
+	r->timeout_ms = seconds_to_ms(opt_number(L, t, "timeout", 0));
+	r->max_response = (curl_off_t)opt_count(L, t, "max_response", DEFAULT_MAX_RESPONSE);
+	r->follow = opt_bool(L, t, "follow", 1);
+	r->max_redirects = (long)opt_count(L, t, "max_redirects", DEFAULT_MAX_REDIRECTS);
+	lua_getfield(L, t, "headers");
+	if (!lua_isnil(L, -1)) {
+		if (!lua_istable(L, -1))
+			luaL_error(L, "headers must be a table (got %s)", luaL_typename(L, -1));
+		headers = lua_gettop(L);
+	}
+	/* POST/PUT/PATCH without a body still send one (empty), so Content-Length: 0 goes out. */
+	if (r->body == NULL && r->body_file == NULL &&
+		(strcmp(r->method, "POST") == 0 || strcmp(r->method, "PUT") == 0 ||
+			strcmp(r->method, "PATCH") == 0)) {
+		r->body = "";
+		r->body_len = 0;
+	}
+	build_header_lines(L, headers, r->body != NULL || r->body_file != NULL, r);
+}
+
+/* Duplicates a C string with malloc (NULL stays NULL; NULL on failure sets *failed). */
+static char *dup_string(const char *s, int *failed)
+{
+	char *d;
+	size_t n;
+	if (s == NULL)
+		return NULL;
+	n = strlen(s) + 1;
+	d = (char *)malloc(n);
+	if (d == NULL)
+		*failed = 1;
+	else
+		memcpy(d, s, n);
+	return d;
+}
+
+/* engine:request{...} -> id. Starts a transfer and returns at once; problems of the world
+ * (an unreadable body_file, a refused connection) arrive later as a failed result. */
+static int engine_request(lua_State *L)
+{
+	engine *e = check_engine(L);
+	req r;
+	xfer *x;
+	const char *why = NULL;
+	int nomem = 0;
+	memset(&r, 0, sizeof(r));
+	read_request(L, 2, &r);
+
+	/* From here on nothing may raise until x is either owned by the engine or freed. */
+	if (e->n == e->cap) {
+		size_t cap = e->cap ? e->cap * 2 : 16;
+		xfer **xs = (xfer **)realloc(e->xs, cap * sizeof(*xs));
+		if (xs == NULL)
+			return luaL_error(L, "not enough memory");
+		e->xs = xs;
+		e->cap = cap;
+	}
+	x = (xfer *)calloc(1, sizeof(*x));
+	if (x == NULL)
+		return luaL_error(L, "not enough memory");
+	x->id = e->next_id;
+	x->max_response = r.max_response;
+	x->sink = r.output != NULL ? SINK_UNDECIDED : SINK_MEMORY;
+	x->out_path = dup_string(r.output, &nomem);
+	x->in_path = dup_string(r.body_file, &nomem);
+	x->easy = nomem ? NULL : curl_easy_init();
+	if (x->easy == NULL)
+		why = "not enough memory";
+	if (why == NULL && r.body_file != NULL) {
+		struct stat st;
+		x->in = fopen(x->in_path, "rb");
+		if (x->in == NULL)
+			xfer_file_fail(x, "open body_file", x->in_path, errno);
+		else if (fstat(fileno(x->in), &st) != 0)
+			xfer_file_fail(x, "read body_file", x->in_path, errno);
+		else if (!S_ISREG(st.st_mode))
+			xfer_file_fail(x, "read body_file", x->in_path, EISDIR);
+		else
+			x->in_size = (curl_off_t)st.st_size;
+	}
+	if (why == NULL)
+		why = xfer_setup(e, x, &r, L);
+	if (why == NULL && x->fail == FAIL_NONE) {
+		CURLMcode mc = curl_multi_add_handle(e->multi, x->easy);
+		if (mc != CURLM_OK)
+			why = curl_multi_strerror(mc);
+		else
+			x->running = 1;
+	}
+	if (why != NULL) {
+		xfer_free(x);
+		return luaL_error(L, "engine:request: %s", why);
+	}
+	e->next_id++;
+	e->xs[e->n++] = x;
+	if (x->fail != FAIL_NONE)
+		engine_finish(e, x, CURLE_READ_ERROR); /* reported by the next step() */
+	lua_pushinteger(L, x->id);
+	return 1;
+}
+
+/* engine:step() -> finished results; never blocks. */
+static int engine_step(lua_State *L)
+{
+	engine *e = check_engine(L);
+	engine_perform(e);
+	return push_finished(L, e);
+}
+
+/* engine:wait(ms) -> finished results; blocks in curl_multi_poll at most ms (returning at
+ * once when nothing is pending or something is already waiting to be reported). */
+static int engine_wait(lua_State *L)
+{
+	engine *e = check_engine(L);
+	lua_Number ms = luaL_optnumber(L, 2, 1000);
+	if (!(ms >= 0))
+		ms = 0;
+	if (ms > INT_MAX)
+		ms = INT_MAX;
+	if (e->done_head == NULL && e->n > 0) {
+		int fds = 0;
+		curl_multi_poll(e->multi, NULL, 0, (int)ms, &fds);
+	}
+	engine_perform(e);
+	return push_finished(L, e);
+}
+
+/* Looks up the transfer id in argument 2, or NULL. */
+static xfer *arg_xfer(lua_State *L, engine *e)
+{
+	int found;
+	size_t i;
+	lua_Number id = luaL_checknumber(L, 2);
+	if (id != floor(id))
+		return NULL;
+	i = engine_find(e, (lua_Integer)id, &found);
+	return found ? e->xs[i] : NULL;
+}
+
+/* engine:progress(id) -> down_now, down_total, up_now, up_total, or nil for an unknown id. */
+static int engine_progress(lua_State *L)
+{
+	engine *e = check_engine(L);
+	xfer *x = arg_xfer(L, e);
+	if (x == NULL) {
+		lua_pushnil(L);
+		return 1;
+	}
+	lua_pushnumber(L, (lua_Number)x->dlnow);
+	lua_pushnumber(L, (lua_Number)x->dltotal);
+	lua_pushnumber(L, (lua_Number)x->ulnow);
+	lua_pushnumber(L, (lua_Number)x->ultotal);
+	return 4;
+}
+
+/* engine:cancel(id) -> true if the transfer was in flight; the next step() reports it. */
+static int engine_cancel(lua_State *L)
+{
+	engine *e = check_engine(L);
+	xfer *x = arg_xfer(L, e);
+	if (x == NULL || x->done) {
+		lua_pushboolean(L, 0);
+		return 1;
+	}
+	x->fail = FAIL_CANCELED;
+	engine_finish(e, x, CURLE_ABORTED_BY_CALLBACK);
+	lua_pushboolean(L, 1);
+	return 1;
+}
+
+/* engine:pending() -> transfers not yet reported (running, or finished awaiting step()). */
+static int engine_pending(lua_State *L)
+{
+	engine *e = check_engine(L);
+	lua_pushinteger(L, (lua_Integer)e->n);
+	return 1;
+}
+
+/* engine:timeout() -> ms until libcurl wants step(), -1 for no timer; 0 when results wait. */
+static int engine_timeout(lua_State *L)
+{
+	engine *e = check_engine(L);
+	long ms = -1;
+	if (e->done_head != NULL)
+		ms = 0;
+	else
+		curl_multi_timeout(e->multi, &ms);
+	lua_pushinteger(L, (lua_Integer)ms);
+	return 1;
+}
+
+/* __gc, __close and engine:close(): one function, liolib style. Closing twice is harmless;
+ * transfers in flight are aborted and never reported. */
+static int engine_close(lua_State *L)
+{
+	engine *e = (engine *)luaL_checkudata(L, 1, ENGINE_MT);
+	engine_release(e);
+	return 0;
+}
+
+/* __tostring: the type and whether the engine is still open. */
+static int engine_tostring(lua_State *L)
+{
+	engine *e = (engine *)luaL_checkudata(L, 1, ENGINE_MT);
+	if (e->multi == NULL)
+		lua_pushliteral(L, "vidu.engine (closed)");
+	else
+		lua_pushfstring(L, "vidu.engine (%p)", (void *)e);
+	return 1;
+}
+
+/* core.engine{...} -> engine. The userdata exists, closed, before the multi handle does, so
+ * a failure at any point leaves nothing that __gc cannot free. */
+static int engine_new(lua_State *L)
+{
+	static const char *const keys[] = { "max_host_connections", "max_total_connections",
+		"user_agent", NULL };
+	engine *e;
+	const char *ua;
+	long max_host, max_total;
+	int nomem = 0;
+	if (lua_isnoneornil(L, 1)) {
+		lua_settop(L, 0);
+		lua_newtable(L);
+	}
+	luaL_checktype(L, 1, LUA_TTABLE);
+	check_keys(L, 1, keys, "engine");
+	max_host = (long)opt_count(L, 1, "max_host_connections", DEFAULT_MAX_HOST_CONNECTIONS);
+	max_total = (long)opt_count(L, 1, "max_total_connections", 0);
+	ua = opt_string(L, 1, "user_agent", DEFAULT_USER_AGENT, NULL);
+
+	e = (engine *)lua_newuserdata(L, sizeof(*e));
+	memset(e, 0, sizeof(*e));
+	e->next_id = 1;
+	luaL_setmetatable(L, ENGINE_MT);
+	e->user_agent = dup_string(ua, &nomem);
+	if (nomem)
+		return luaL_error(L, "not enough memory");
+	e->multi = curl_multi_init();
+	if (e->multi == NULL)
+		return luaL_error(L, "curl_multi_init failed");
+	curl_multi_setopt(e->multi, CURLMOPT_MAX_HOST_CONNECTIONS, max_host);
+	curl_multi_setopt(e->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, max_total);
+	return 1;
+}
+
+static const luaL_Reg engine_methods[] = {
+	{ "request", engine_request },
+	{ "step", engine_step },
+	{ "wait", engine_wait },
+	{ "progress", engine_progress },
+	{ "cancel", engine_cancel },
+	{ "pending", engine_pending },
+	{ "timeout", engine_timeout },
+	{ "close", engine_close },
+	{ NULL, NULL }
+};
+
+static const luaL_Reg engine_meta[] = {
+	{ "__gc", engine_close },
+	{ "__close", engine_close },
+	{ "__tostring", engine_tostring },
+	{ NULL, NULL }
+};
+
+/* Adds core.engine to the module table on the stack; initialises libcurl once per process. */
+void vidu_open_engine(lua_State *L)
+{
+	if (!curl_ready) {
+		CURLcode rc = curl_global_init(CURL_GLOBAL_DEFAULT);
+		if (rc != CURLE_OK)
+			luaL_error(L, "curl_global_init failed: %s", curl_easy_strerror(rc));
+		curl_ready = 1;
+	}
+	if (luaL_newmetatable(L, ENGINE_MT)) {
+		luaL_setfuncs(L, engine_meta, 0);
+		luaL_newlib(L, engine_methods);
+		lua_setfield(L, -2, "__index");
+	}
+	lua_pop(L, 1);
+	lua_pushcfunction(L, engine_new);
+	lua_setfield(L, -2, "engine");
+}
