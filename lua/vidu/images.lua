@@ -1,0 +1,252 @@
+--- Image inputs: a path, an http(s) URL, a data: URI or { data = bytes }.
+--
+-- resolve() reads what it can locally (the header bytes of a file, the decoded bytes of a
+-- data: URI), checks format, aspect ratio and size, and decides how the image will travel:
+-- as a URL untouched ("url"), inline as a data: URI ("inline") or through the provider's own
+-- upload API ("upload"). It never touches the network, so a bad image is reported before any
+-- request is sent. materialize() later turns the descriptor into the string the provider's
+-- body takes, uploading if that was the route.
+--
+-- Limits, per ../shared/providers.md section E:
+-- * formats png, jpeg, webp (every provider);
+-- * aspect ratio strictly between 1:4 and 4:1: every page says "less than 1:4 or 4:1"; whether
+--   the bounds are inclusive is unconfirmed, so exactly 1:4 and 4:1 are refused;
+-- * at most 50 MB per image (Vidu, Vtrix, WaveSpeed; fal states none, Vidu's presumably apply);
+--   sizes are decimal megabytes (10 MB = 10,000,000 bytes), the conservative reading;
+-- * inline: Vidu and the relay take data: URIs whose decoded length is under 10 MB (the older,
+--   stricter Vidu page); Vtrix caps the whole POST body at 20 MB, so its images stay under
+--   14 MB decoded (18.7 MB of base64) leaving room for the other fields; WaveSpeed accepts
+--   50 MB decoded but has an upload API, so above 10 MB it uploads rather than POST 67 MB of
+--   JSON; fal uploads to its storage by default (whether this model takes data: URIs is
+--   unconfirmed), inline only with upload = false and under 10 MB.
+-- URLs are passed through as they are: no download, no check (the provider fetches them).
+local core = require("vidu.core")
+local errors = require("vidu.errors")
+
+local images = {}
+
+local MB = 1000 * 1000
+
+-- Per provider: the largest image, the inline limit (decoded bytes, exclusive), whether there
+-- is an upload API, and whether local images upload by default.
+images.LIMITS = {
+  fal = { max_bytes = 50 * MB, inline_below = 10 * MB, can_upload = true, upload_default = true },
+  vidu = { max_bytes = 50 * MB, inline_below = 10 * MB, can_upload = true, ssupload = true },
+  relay = { max_bytes = 50 * MB, inline_below = 10 * MB, can_upload = false },
+  vtrix = { max_bytes = 50 * MB, inline_below = 14 * MB, can_upload = false },
+  wavespeed = { max_bytes = 50 * MB, inline_below = 10 * MB, can_upload = true },
+}
+
+local FORMATS = { png = "image/png", jpeg = "image/jpeg", webp = "image/webp" }
+local EXT = { png = "png", jpeg = "jpg", webp = "webp" }
+
+local function image_error(provider, message, limit)
+  return nil, errors.new{
+    kind = "image", provider = provider, field = "image", limit = limit,
+    message = "image: " .. message,
+  }
+end
+
+-- "12.3 MB" for messages.
+local function mb(bytes)
+  return string.format("%.1f MB", bytes / MB)
+end
+
+--- Raises unless `v` has the shape of an image input (a string, or a table with a string
+-- `data` and optionally a string `name`). Values are checked later by resolve().
+function images.check_type(provider, v)
+  if type(v) == "string" then return end
+  if type(v) == "table" then
+    for k, x in pairs(v) do
+      if k ~= "data" and k ~= "name" then
+        error(string.format("vidu %s: option 'image' table takes only 'data' and 'name', got '%s'",
+          provider, tostring(k)), 0)
+      end
+      if type(x) ~= "string" then
+        error(string.format("vidu %s: option 'image.%s' must be a string, got %s", provider,
+          tostring(k), type(x)), 0)
+      end
+    end
+    if v.data == nil then
+      error(string.format("vidu %s: option 'image' table needs 'data' (the image bytes)",
+        provider), 0)
+    end
+    return
+  end
+  error(string.format("vidu %s: option 'image' must be a path, an http(s) URL, a data: URI or "
+    .. "a table { data = bytes }, got %s", provider, type(v)), 0)
+end
+
+local function basename(path)
+  return path:match("([^/\\]+)$") or path
+end
+
+-- Checks what the header told us: a supported format, sane pixel size and the aspect ratio.
+local function check_info(provider, info, what)
+  if not FORMATS[info.format] then
+    return image_error(provider, string.format("%s is %s, supported: png, jpeg, webp", what,
+      tostring(info.format)), "png|jpeg|webp")
+  end
+  local w, h = info.width, info.height
+  if not w or not h or w < 1 or h < 1 then
+    return image_error(provider, string.format("%s has no pixel size (%sx%s)", what,
+      tostring(w), tostring(h)), "size")
+  end
+  -- Strictly between 1:4 and 4:1, in integers: w/h > 1/4 and w/h < 4.
+  if not (4 * w > h and w < 4 * h) then
+    return image_error(provider, string.format(
+      "%s is %dx%d, its aspect ratio must be strictly between 1:4 and 4:1", what, w, h),
+      "1:4..4:1")
+  end
+  return true
+end
+
+local function check_size(provider, bytes, what, limits)
+  if bytes > limits.max_bytes then
+    return image_error(provider, string.format("%s is %s (%d bytes), the limit is %s", what,
+      mb(bytes), bytes, mb(limits.max_bytes)), limits.max_bytes)
+  end
+  return true
+end
+
+-- Decides inline or upload for a local image of `size` bytes, honouring opts.upload
+-- (nil = the provider's default, true = always upload, false = never upload).
+local function route_for(provider, size, limits, upload, what)
+  local fits = size < limits.inline_below
+  if upload == true then
+    if not limits.can_upload then
+      return nil, select(2, image_error(provider, string.format(
+        "upload = true, but %s has no upload API (images go inline, under %s)", provider,
+        mb(limits.inline_below)), "no upload API"))
+    end
+    return "upload"
+  end
+  if upload == nil and limits.upload_default and limits.can_upload then return "upload" end
+  if fits then return "inline" end
+  if upload == false then
+    return nil, select(2, image_error(provider, string.format(
+      "%s is %s, too large to send inline (the limit is under %s) and upload = false", what,
+      mb(size), mb(limits.inline_below)), limits.inline_below))
+  end
+  if not limits.can_upload then
+    return nil, select(2, image_error(provider, string.format(
+      "%s is %s, too large to send inline (the limit is under %s) and %s has no upload API; "
+        .. "pass an http(s) URL instead", what, mb(size), mb(limits.inline_below), provider),
+      limits.inline_below))
+  end
+  return "upload"
+end
+
+--- Resolves an image input for `provider`. Returns a descriptor
+-- { source = "url"|"file"|"bytes", route = "url"|"inline"|"upload", url =, path =, bytes =,
+--   data_uri =, format =, mime =, width =, height =, size =, name = }
+-- or nil, err (kind "image", field "image"). Reads local files' headers only.
+function images.resolve(provider, input, opts)
+  local limits = images.LIMITS[provider]
+  if not limits then error("vidu: unknown provider " .. tostring(provider), 0) end
+  images.check_type(provider, input)
+  local upload = opts and opts.upload
+
+  if type(input) == "string" then
+    local lower = input:sub(1, 8):lower()
+    if lower:sub(1, 7) == "http://" or lower == "https://" then
+      if input:find("[%s%c]") or not input:match("^%a+://[^/?#]+") then
+        return image_error(provider, string.format("%q is not a valid URL", input), "URL")
+      end
+      return { source = "url", route = "url", url = input }
+    end
+    if limits.ssupload and input:sub(1, 9) == "ssupload:" then
+      -- A Vidu upload reference (from /tools/v2/files/uploads/.../finish): usable as is.
+      return { source = "url", route = "url", url = input }
+    end
+    if lower:sub(1, 5) == "data:" then
+      local mime, bytes = core.parse_data_uri(input)
+      if not mime then
+        return image_error(provider, "bad data: URI: " .. tostring(bytes), "data URI")
+      end
+      local desc, err = images.resolve(provider, { data = bytes, name = "the data: URI" }, opts)
+      if not desc then return nil, err end
+      if mime:lower() ~= desc.mime then
+        return image_error(provider, string.format(
+          "the data: URI says %s but the bytes are %s", mime, desc.format), desc.mime)
+      end
+      -- The caller's own URI is sent as is when it goes inline: no re-encoding.
+      desc.data_uri = input
+      return desc
+    end
+    if input:find("^%a[%w+.-]*://") then
+      return image_error(provider, string.format(
+        "%q: only http(s) URLs, data: URIs and local paths are accepted", input), "URL scheme")
+    end
+    -- A local path: only the header is read.
+    local info, err = core.image_info_file(input)
+    if not info then
+      err = tostring(err)
+      -- The core's messages usually name the path already.
+      if not err:find(input, 1, true) then err = input .. ": " .. err end
+      return image_error(provider, err, "readable image")
+    end
+    local what = input
+    local ok, ierr = check_info(provider, info, what)
+    if not ok then return nil, ierr end
+    ok, ierr = check_size(provider, info.size, what, limits)
+    if not ok then return nil, ierr end
+    local route, rerr = route_for(provider, info.size, limits, upload, what)
+    if not route then return nil, rerr end
+    return {
+      source = "file", route = route, path = input, format = info.format, mime = info.mime,
+      width = info.width, height = info.height, size = info.size, name = basename(input),
+    }
+  end
+
+  -- { data = bytes [, name = "file.png"] }
+  local bytes = input.data
+  local info, err = core.image_info(bytes)
+  if not info then
+    return image_error(provider, "the image bytes: " .. tostring(err), "readable image")
+  end
+  local what = "the image (" .. (input.name or (#bytes .. " bytes")) .. ")"
+  local ok, ierr = check_info(provider, info, what)
+  if not ok then return nil, ierr end
+  ok, ierr = check_size(provider, #bytes, what, limits)
+  if not ok then return nil, ierr end
+  local route, rerr = route_for(provider, #bytes, limits, upload, what)
+  if not route then return nil, rerr end
+  return {
+    source = "bytes", route = route, bytes = bytes, format = info.format, mime = info.mime,
+    width = info.width, height = info.height, size = #bytes,
+    name = input.name or ("image." .. EXT[info.format]),
+  }
+end
+
+--- Turns a resolved descriptor into the string the provider's body takes: the URL itself,
+-- a data: URI, or the URL the provider's upload API gave back. `uploader(client, desc)`
+-- returns that URL | nil, err. Returns string | nil, err.
+function images.materialize(client, provider, desc, uploader)
+  if desc.route == "url" then return desc.url end
+  if desc.route == "inline" then
+    if desc.data_uri then return desc.data_uri end
+    if desc.source == "bytes" then return core.data_uri(desc.bytes, desc.mime) end
+    local uri, err = core.data_uri_file(desc.path, desc.mime)
+    if not uri then return image_error(provider, tostring(err), "readable image") end
+    return uri
+  end
+  if not uploader then
+    return image_error(provider, provider .. " has no upload API", "no upload API")
+  end
+  return uploader(client, desc)
+end
+
+--- PUTs the image to a pre-signed URL: no Authorization header (the URL is the credential),
+-- streamed from the file when the image is a path. Returns resp | nil, err.
+function images.put(client, url, desc, headers)
+  local h = { ["Content-Type"] = desc.mime }
+  for k, v in pairs(headers or {}) do h[k] = v end
+  return client:request{
+    method = "PUT", url = url, auth = false, headers = h, idempotent = true,
+    body_file = desc.source == "file" and desc.path or nil,
+    body = desc.source == "bytes" and desc.bytes or nil,
+  }
+end
+
+return images
