@@ -1,0 +1,637 @@
+--- A coroutine scheduler over one vidu.core engine.
+--
+-- Every wait (a transfer, a sleep, a job, a free connection slot) has two faces:
+--   * inside one of our coroutines it parks the coroutine and yields to the loop;
+--   * anywhere else (the main thread, a host's own coroutine) it blocks, driving the engine
+--     and the other coroutines itself until the thing it waits for is there.
+-- So `task:wait()` works the same in a plain script, inside `vidu.run`, and in a host that
+-- calls `step()` from its own loop.
+--
+-- Invariants that keep this safe:
+--   * a coroutine is only resumed from the ready queue, and only when coroutine.status says
+--     "suspended"; nothing is ever resumed from inside a C callback (the engine has none);
+--   * each park carries a fresh token; a wake with a stale token (a timer that lost the race
+--     against a transfer, say) is ignored, so a coroutine is woken at most once per park;
+--   * no pcall/xpcall surrounds a yield in this module, so the yields work on plain Lua 5.1
+--     as well as on LuaJIT and 5.2+. (User code that wraps a wait in pcall needs 5.2+ or
+--     LuaJIT; on plain 5.1 that wait raises "attempt to yield across metamethod/C-call
+--     boundary".)
+local unpack = table.unpack or unpack
+
+local scheduler = {}
+
+local Scheduler = {}
+Scheduler.__index = Scheduler
+
+local function pack(...) return { n = select("#", ...), ... } end
+
+-- What our coroutines yield when they park, to tell a park from a plain coroutine.yield().
+local PARK = setmetatable({}, { __tostring = function() return "vidu.scheduler.park" end })
+-- Marks a transfer whose waiter is blocking (not a coroutine): the result is kept in `done`.
+local BLOCKING = setmetatable({}, { __tostring = function() return "vidu.scheduler.blocking" end })
+
+-- An event fires once; waiters are coroutines ({co, token}) or blocking loops (which poll
+-- `fired`).
+local function new_event() return { fired = false, waiters = {} } end
+
+-- A group is the coroutines of one run (or of the host, for spawns outside any run).
+local function new_group()
+  return { live = 0, idle = new_event(), unobserved = {} }
+end
+
+local core -- vidu.core, loaded on first use so pure-Lua modules load without the C part
+
+local function load_core()
+  if not core then core = require("vidu.core") end
+  return core
+end
+
+--- Creates a scheduler. opts: engine (an existing vidu.core engine), engine_options (for
+-- core.engine), max_wait (longest single block in the engine, s, default 1),
+-- host_interval (what step() returns while transfers run, s, default 0.05), now (clock).
+function scheduler.new(opts)
+  opts = opts or {}
+  local self = setmetatable({
+    _engine = opts.engine,
+    engine_options = opts.engine_options,
+    max_wait = opts.max_wait or 1.0,
+    host_interval = opts.host_interval or 0.05,
+    now = opts.now,
+    -- coroutine -> job, for every coroutine this scheduler runs
+    owned = {},
+    -- coroutine -> token of its current park
+    parked = {},
+    -- FIFO of { co, args } to resume
+    ready = {}, rhead = 1, rtail = 0,
+    -- binary heap of { at, seq, co, token } (co nil = a bare wake-up for a blocking wait)
+    timers = {}, tseq = 0,
+    -- transfer id -> { co, token } or BLOCKING
+    waiters = {},
+    -- transfer id -> finished item, for blocking waiters
+    done = {},
+    nlive = 0,
+  }, Scheduler)
+  -- Coroutines spawned outside any run belong to this group, which nobody waits for.
+  self.root = new_group()
+  return self
+end
+
+--- The engine, created on first use.
+function Scheduler:engine()
+  local e = self._engine
+  if not e then
+    local opts = self.engine_options or {}
+    -- The client bounds connections per host itself (a queue in Lua, so per-request
+    -- timeouts start when a request really goes out); the engine's bound is only a backstop.
+    if opts.max_host_connections == nil then opts.max_host_connections = 256 end
+    e = load_core().engine(opts)
+    self._engine = e
+  end
+  return e
+end
+
+--- Monotonic seconds.
+function Scheduler:time()
+  if self.now then return self.now() end
+  return load_core().now()
+end
+
+---------------------------------------------------------------------------------------------
+-- Internal structures: ready queue, timer heap, events, groups.
+
+local function push_ready(self, co, args)
+  local t = self.rtail + 1
+  self.rtail = t
+  self.ready[t] = { co, args }
+end
+
+local function heap_less(a, b)
+  if a[1] ~= b[1] then return a[1] < b[1] end
+  return a[2] < b[2]
+end
+
+local function heap_push(h, item)
+  local i = #h + 1
+  h[i] = item
+  while i > 1 do
+    local p = (i - i % 2) / 2
+    if heap_less(h[i], h[p]) then
+      h[i], h[p] = h[p], h[i]
+      i = p
+    else
+      break
+    end
+  end
+end
+
+local function heap_pop(h)
+  local n = #h
+  local top = h[1]
+  h[1] = h[n]
+  h[n] = nil
+  n = n - 1
+  local i = 1
+  while true do
+    local l, r, m = 2 * i, 2 * i + 1, i
+    if l <= n and heap_less(h[l], h[m]) then m = l end
+    if r <= n and heap_less(h[r], h[m]) then m = r end
+    if m == i then break end
+    h[i], h[m] = h[m], h[i]
+    i = m
+  end
+  return top
+end
+
+function Scheduler:_add_timer(at, co, token)
+  self.tseq = self.tseq + 1
+  local t = { at, self.tseq, co, token }
+  heap_push(self.timers, t)
+  return t
+end
+
+
+function Scheduler:_fire(ev)
+  if ev.fired then return end
+  ev.fired = true
+  local ws = ev.waiters
+  ev.waiters = nil
+  for i = 1, #ws do self:_wake(ws[i][1], ws[i][2]) end
+end
+
+
+---------------------------------------------------------------------------------------------
+-- Parking and waking.
+
+--- The running coroutine if it is one of ours, else nil (main thread or a foreign coroutine).
+function Scheduler:current()
+  local co, ismain = coroutine.running()
+  if co == nil or ismain then return nil end
+  if self.owned[co] then return co end
+  return nil
+end
+
+--- True when called from inside one of this scheduler's coroutines (waits will yield).
+function Scheduler:inside()
+  return self:current() ~= nil
+end
+
+-- Suspends `co` (the running coroutine) until _wake(co, token, ...); returns the wake values.
+function Scheduler:_park(co, token)
+  self.parked[co] = token
+  local r = pack(coroutine.yield(PARK))
+  if r[1] ~= token then
+    error("vidu: a scheduler coroutine was resumed by someone other than the scheduler", 2)
+  end
+  return unpack(r, 2, r.n)
+end
+
+-- Queues `co` to be resumed with (...) if it is still parked with this token. Returns true
+-- when it was.
+function Scheduler:_wake(co, token, ...)
+  if co == nil or self.parked[co] ~= token then return false end
+  self.parked[co] = nil
+  push_ready(self, co, pack(token, ...))
+  return true
+end
+
+function Scheduler:_finish(co, r)
+  local job = self.owned[co]
+  self.owned[co] = nil
+  self.nlive = self.nlive - 1
+  if r[1] then
+    job.ok = true
+    job.results = pack(unpack(r, 2, r.n))
+  else
+    job.ok = false
+    job.err = r[2]
+    -- The coroutine is dead but its stack is intact: this is where the error happened.
+    if type(r[2]) == "string" then
+      job.traceback = debug.traceback(co, r[2])
+    else
+      job.traceback = debug.traceback(co, tostring(r[2]))
+    end
+    if #job.done.waiters == 0 and not job.observed then
+      local u = job.group.unobserved
+      u[#u + 1] = job
+    end
+  end
+  job.co = nil
+  self:_fire(job.done)
+  local g = job.group
+  g.live = g.live - 1
+  if g.live == 0 then
+    self:_fire(g.idle)
+    g.idle = new_event()
+  end
+end
+
+function Scheduler:_resume(co, args)
+  -- Guard: only a coroutine suspended on us may be resumed ("normal" means it is itself
+  -- resuming someone, "running" that we are inside it, "dead" that it is gone).
+  local status = coroutine.status(co)
+  if status == "dead" and self.owned[co] then
+    -- Someone else resumed it and it ended there; account for it so runs do not hang.
+    return self:_finish(co, { false, "vidu: a scheduler coroutine was resumed by someone" ..
+      " other than the scheduler and ended outside it", n = 2 })
+  end
+  if status ~= "suspended" then return end
+  local r = pack(coroutine.resume(co, unpack(args, 1, args.n)))
+  if coroutine.status(co) == "dead" then
+    self:_finish(co, r)
+  elseif r[2] ~= PARK then
+    -- A plain coroutine.yield() from user code: it asked to let others run; resume it on
+    -- the next round with no values.
+    push_ready(self, co, pack())
+  end
+end
+
+---------------------------------------------------------------------------------------------
+-- The loop.
+
+-- Resumes what is ready now. Coroutines made ready meanwhile wait for the next round, so a
+-- coroutine that yields in a loop cannot starve the engine.
+function Scheduler:_run_ready()
+  -- A resumed coroutine may block (a wait inside a foreign coroutine) and run a nested
+  -- round that pops from this same queue: count, and stop early if it is empty.
+  local count = self.rtail - self.rhead + 1
+  self.depth = (self.depth or 0) + 1
+  while count > 0 and self.rhead <= self.rtail do
+    count = count - 1
+    local h = self.rhead
+    local item = self.ready[h]
+    self.ready[h] = nil
+    self.rhead = h + 1
+    self:_resume(item[1], item[2])
+  end
+  self.depth = self.depth - 1
+  if self.depth == 0 and self.rhead > self.rtail then
+    -- Empty and not nested: restart the indices so they do not grow without bound.
+    self.rhead, self.rtail = 1, 0
+  end
+end
+
+function Scheduler:_fire_timers()
+  local h = self.timers
+  if not h[1] then return end
+  local now = self:time()
+  while h[1] and h[1][1] <= now do
+    local t = heap_pop(h)
+    if t[3] then self:_wake(t[3], t[4], "timer") end
+  end
+end
+
+function Scheduler:_dispatch(finished)
+  if not finished then return end
+  for i = 1, #finished do
+    local item = finished[i]
+    local w = self.waiters[item.id]
+    self.waiters[item.id] = nil
+    if w == BLOCKING then
+      self.done[item.id] = item
+    elseif w and not self:_wake(w[1], w[2], "done", item) then
+      -- The waiter was already woken by its progress timer; it collects this on resuming.
+      self.done[item.id] = item
+    end
+  end
+end
+
+-- One round: wait at most `max_wait` seconds for the network (0 = do not block), dispatch
+-- what finished, fire due timers, resume what is ready.
+function Scheduler:_tick(max_wait)
+  if self.rhead <= self.rtail then max_wait = 0 end
+  local h = self.timers
+  if max_wait > 0 and h[1] then
+    local until_timer = h[1][1] - self:time()
+    if until_timer < max_wait then max_wait = until_timer end
+  end
+  local engine = self._engine
+  if max_wait > 0 then
+    engine = engine or self:engine()
+    if engine:pending() > 0 then
+      self:_dispatch(engine:wait(math.ceil(max_wait * 1000)))
+    else
+      -- engine:wait returns at once when no transfer is in flight, so a pure sleep (all
+      -- coroutines between polls) needs another way to block.
+      self:_idle_sleep(max_wait)
+    end
+  elseif engine then
+    self:_dispatch(engine:step())
+  end
+  self:_fire_timers()
+  self:_run_ready()
+end
+
+local idle_sleep
+
+-- Blocks the process for `seconds` with nothing in flight: luv's uv.sleep when luv is there
+-- (a plain nanosleep), else a bounded busy wait on the clock as the last resort.
+function Scheduler:_idle_sleep(seconds)
+  if idle_sleep == nil then
+    local ok, uv = pcall(require, "luv")
+    if ok and type(uv) == "table" and uv.sleep then
+      idle_sleep = function(s) uv.sleep(math.ceil(s * 1000)) end
+    else
+      idle_sleep = false
+    end
+  end
+  if idle_sleep then return idle_sleep(seconds) end
+  local stop = self:time() + seconds
+  repeat until self:time() >= stop
+end
+
+-- True when something can still happen: a coroutine to resume, a timer, a transfer.
+function Scheduler:_busy()
+  if self.rhead <= self.rtail or self.timers[1] then return true end
+  local e = self._engine
+  return e ~= nil and e:pending() > 0
+end
+
+-- Blocks the caller (not one of our coroutines) until done() is true, driving everything.
+function Scheduler:_block(done, what)
+  while not done() do
+    if not self:_busy() then
+      error("vidu: deadlock: waiting for " .. (what or "something") ..
+        " but no coroutine, timer or transfer can make progress", 3)
+    end
+    self:_tick(self.max_wait)
+  end
+end
+
+--- For a host's own loop: advances transfers, fires timers and resumes ready coroutines,
+-- never blocking. Returns the seconds after which it wants calling again (0 = at once), or
+-- nil when nothing is pending at all. While transfers are in flight it asks for at most
+-- `host_interval` seconds, since the host does not watch the engine's sockets.
+function Scheduler:step()
+  self:_tick(0)
+  if self.rhead <= self.rtail then return 0 end
+  local wait
+  if self.timers[1] then
+    wait = self.timers[1][1] - self:time()
+    if wait < 0 then wait = 0 end
+  end
+  local e = self._engine
+  if e and e:pending() > 0 then
+    local ms = e:timeout()
+    local s = (ms >= 0 and ms / 1000 < self.host_interval) and ms / 1000 or self.host_interval
+    if not wait or s < wait then wait = s end
+  end
+  return wait
+end
+
+---------------------------------------------------------------------------------------------
+-- Jobs: spawn, run, wait.
+
+local Job = {}
+Job.__index = Job
+Job.__tostring = function(job)
+  local state = job.ok == nil and "running" or (job.ok and "done" or "failed")
+  return "vidu.job<" .. state .. ">"
+end
+
+function Scheduler:_spawn(fn, group, args)
+  if type(fn) ~= "function" then
+    error("vidu.spawn expects a function, got " .. type(fn), 3)
+  end
+  local co = coroutine.create(function(...) return fn(...) end)
+  local job = setmetatable({ co = co, group = group, done = new_event(), scheduler = self }, Job)
+  self.owned[co] = job
+  self.nlive = self.nlive + 1
+  group.live = group.live + 1
+  push_ready(self, co, args)
+  return job
+end
+
+--- Starts fn(...) in a new coroutine and returns its job at once. Spawned from inside a
+-- run, it belongs to that run (run returns only when it has finished too). An error in it
+-- that nobody collects (job:wait or gather) is raised by the run at its end.
+function Scheduler:spawn(fn, ...)
+  local co = self:current()
+  local group = co and self.owned[co].group or self.root
+  return self:_spawn(fn, group, pack(...))
+end
+
+-- Waits (yields or blocks) until the event fires.
+function Scheduler:_wait_event(ev, what)
+  if ev.fired then return end
+  local co = self:current()
+  if co then
+    local token = {}
+    ev.waiters[#ev.waiters + 1] = { co, token }
+    self:_park(co, token)
+  else
+    self:_block(function() return ev.fired end, what)
+  end
+end
+
+--- Waits for the job: true, results... | false, error (the error value the function raised).
+function Job:wait()
+  self.observed = true
+  self.scheduler:_wait_event(self.done, "a job")
+  if self.ok then return true, unpack(self.results, 1, self.results.n) end
+  return false, self.err
+end
+
+--- Runs fn(...) in a coroutine and drives everything until it and every coroutine it
+-- spawned have finished; returns fn's results. An error in fn is raised again here, with
+-- the coroutine's traceback appended when it is a string. Called from inside a coroutine of
+-- this scheduler it yields instead of blocking.
+function Scheduler:run(fn, ...)
+  local group = new_group()
+  local job = self:_spawn(fn, group, pack(...))
+  job.observed = true
+  while group.live > 0 do
+    self:_wait_event(group.idle, "vidu.run's coroutines")
+  end
+  if not job.ok then
+    if type(job.err) == "string" then error(job.traceback, 0) end
+    error(job.err, 0)
+  end
+  for _, u in ipairs(group.unobserved) do
+    if not u.observed then
+      if type(u.err) == "string" then error(u.traceback, 0) end
+      error(u.err, 0)
+    end
+  end
+  return unpack(job.results, 1, job.results.n)
+end
+
+--- Sleeps `seconds`: yields inside a coroutine of ours, blocks (driving the rest) outside.
+function Scheduler:sleep(seconds)
+  if type(seconds) ~= "number" or seconds ~= seconds then
+    error("vidu.sleep expects a number of seconds", 2)
+  end
+  local at = self:time() + (seconds > 0 and seconds or 0)
+  local co = self:current()
+  if co then
+    local token = {}
+    self:_add_timer(at, co, token)
+    self:_park(co, token)
+  else
+    -- A bare timer bounds how long the engine blocks, so we wake up on time.
+    self:_add_timer(at, nil, nil)
+    self:_block(function() return self:time() >= at end, "a sleep")
+  end
+end
+
+--- Starts an engine transfer (see vidu.core engine:request) and waits for it to finish;
+-- returns the engine's finished item. opts.on_tick(id), if given, is called about every
+-- opts.interval seconds (default 0.25) while the transfer runs (for progress reports).
+function Scheduler:transfer(spec, opts)
+  local engine = self:engine()
+  local id = engine:request(spec)
+  local on_tick = opts and opts.on_tick
+  local interval = opts and opts.interval or 0.25
+  local co = self:current()
+  if co then
+    while true do
+      local item = self.done[id]
+      if item then
+        self.done[id] = nil
+        return item
+      end
+      local token = {}
+      self.waiters[id] = { co, token }
+      if on_tick then self:_add_timer(self:time() + interval, co, token) end
+      local what
+      what, item = self:_park(co, token)
+      if what == "done" then return item end
+      -- The timer won: the transfer is still running (its waiter entry is stale now and
+      -- is replaced above on the next round).
+      on_tick(id)
+    end
+  end
+  self.waiters[id] = BLOCKING
+  local next_tick = on_tick and self:time() + interval
+  if next_tick then self:_add_timer(next_tick, nil, nil) end
+  self:_block(function()
+    if self.done[id] then return true end
+    if next_tick and self:time() >= next_tick then
+      on_tick(id)
+      next_tick = self:time() + interval
+      self:_add_timer(next_tick, nil, nil)
+    end
+    return false
+  end, "a transfer")
+  local item = self.done[id]
+  self.done[id] = nil
+  return item
+end
+
+--- Cancels an engine transfer started by transfer(); its waiter gets error "canceled".
+function Scheduler:cancel_transfer(id)
+  return self._engine and self._engine:cancel(id)
+end
+
+---------------------------------------------------------------------------------------------
+-- A counting semaphore with a FIFO of waiters (coroutines park, others block).
+
+local Semaphore = {}
+Semaphore.__index = Semaphore
+
+--- A semaphore of `n` slots on this scheduler: sem:acquire() waits for a slot,
+-- sem:release() gives it back (to the longest waiter first).
+function Scheduler:semaphore(n)
+  return setmetatable({ free = n, size = n, queue = {}, qhead = 1, qtail = 0, scheduler = self },
+    Semaphore)
+end
+
+function Semaphore:acquire()
+  if self.free > 0 and self.qhead > self.qtail then
+    self.free = self.free - 1
+    return
+  end
+  local s = self.scheduler
+  local co = s:current()
+  local entry = { co = co, token = {}, granted = false }
+  self.qtail = self.qtail + 1
+  self.queue[self.qtail] = entry
+  if co then
+    s:_park(co, entry.token)
+  else
+    s:_block(function() return entry.granted end, "a connection slot")
+  end
+end
+
+function Semaphore:release()
+  while self.qhead <= self.qtail do
+    local h = self.qhead
+    local entry = self.queue[h]
+    self.queue[h] = nil
+    self.qhead = h + 1
+    -- The slot passes straight to the waiter, so a newcomer cannot overtake it.
+    entry.granted = true
+    if entry.co == nil or self.scheduler:_wake(entry.co, entry.token) then return end
+  end
+  self.qhead, self.qtail = 1, 0
+  self.free = self.free + 1
+end
+
+--- Number of waiters queued for a slot.
+function Semaphore:waiting()
+  return self.qtail - self.qhead + 1
+end
+
+---------------------------------------------------------------------------------------------
+-- gather
+
+--- Waits for many things at once. `list` holds tasks (anything with a :wait method, waited
+-- with `wait_opts`), functions (run as coroutines) and jobs. Returns `results, nfailed`
+-- where results[i] describes list[i]:
+--   { ok = true, ... }  the values (task:wait's or the function's) in [1..n], n = count
+--   { ok = false, err = e } the error: returned as `nil, e`, or raised (e = the error value)
+-- A function that returns nil, err counts as failed, like a task whose wait failed.
+function Scheduler:gather(list, wait_opts)
+  if type(list) ~= "table" then error("vidu.gather expects a list", 2) end
+  local jobs = {}
+  for i = 1, #list do
+    local item = list[i]
+    if getmetatable(item) == Job then
+      jobs[i] = item
+    elseif type(item) == "function" then
+      jobs[i] = self:spawn(item)
+    elseif type(item) == "table" and type(item.wait) == "function" then
+      jobs[i] = self:spawn(function() return item:wait(wait_opts) end)
+    else
+      error("vidu.gather: item " .. i .. " is not a task, a function or a job", 2)
+    end
+    jobs[i].observed = true
+  end
+  local results, nfailed = {}, 0
+  for i = 1, #jobs do
+    local r = pack(jobs[i]:wait())
+    local res
+    if not r[1] then
+      res = { ok = false, err = r[2], n = 0 }
+    elseif r.n >= 2 and r[2] == nil then
+      res = { ok = false, err = r[3], n = r.n - 1 }
+    else
+      res = { ok = true, n = r.n - 1 }
+    end
+    if r[1] then for k = 2, r.n do res[k - 1] = r[k] end end
+    if not res.ok then nfailed = nfailed + 1 end
+    results[i] = res
+  end
+  return results, nfailed
+end
+
+--- Counts: live coroutines, queued ready ones, timers, transfers in flight.
+function Scheduler:stats()
+  local e = self._engine
+  return {
+    live = self.nlive,
+    ready = self.rtail - self.rhead + 1,
+    timers = #self.timers,
+    transfers = e and e:pending() or 0,
+  }
+end
+
+local default_instance
+
+--- The module-level scheduler, created on first use.
+function scheduler.default()
+  if not default_instance then default_instance = scheduler.new() end
+  return default_instance
+end
+
+scheduler.Job = Job
+return scheduler
