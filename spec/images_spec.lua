@@ -1,6 +1,6 @@
 -- Image inputs: the four forms, the checks made from header bytes, and the route (url,
--- luacheck: max line length 130
 -- inline, upload) each provider gets. No network: uploads are tested in providers_spec.
+-- luacheck: max line length 130
 local core = require("vidu.core")
 local images = require("vidu.images")
 

@@ -1,6 +1,6 @@
 -- Parameter validation, provider by provider: one row per case, the expected field and limit
--- luacheck: max line length 130
 -- named exactly. Pure: no network (see spec/providers_spec.lua for "no request was sent").
+-- luacheck: max line length 130
 local validate = require("vidu.validate")
 
 local IMG = "spec/fixtures/png_640x360.png"
