@@ -21,7 +21,7 @@ OPT ?= -O2
 WARN := -Wall -Wextra -pedantic -Wshadow -Wstrict-prototypes -Wmissing-prototypes
 CFLAGS_ALL = -std=c99 -D_POSIX_C_SOURCE=200809L -fPIC -g $(OPT) $(WARN) $(EXTRA_CFLAGS) \
 	$(shell pkg-config --cflags $(LUA_PC) libcurl 2>/dev/null)
-LDLIBS := $(shell pkg-config --libs libcurl 2>/dev/null || echo -lcurl)
+LDLIBS = $(shell pkg-config --libs libcurl 2>/dev/null || echo -lcurl)
 
 SRC := $(wildcard csrc/*.c)
 HDR := $(wildcard csrc/*.h)
@@ -30,7 +30,7 @@ OBJ := $(patsubst csrc/%.c,$(BUILD)/obj/%.o,$(SRC))
 # Debian packages the project needs. Each target that needs them depends on `deps`, which only
 # calls apt-get when something is missing, so a fresh machine needs nothing but `make`.
 PKGS := gcc make pkg-config lua5.4 liblua5.4-dev luajit libluajit-5.1-dev \
-	libcurl4-openssl-dev lua-cjson lua-luv lua-busted lua-check valgrind openssl ffmpeg
+	libcurl4-openssl-dev lua-cjson lua-luv lua-busted lua-check luarocks valgrind openssl ffmpeg
 DEPS_STAMP := build/.deps-ok
 
 # Environment every Lua process of the project runs with: our modules first.
