@@ -461,6 +461,17 @@ function Response:reset()
   if not tcp:is_closing() then tcp:close() end
 end
 
+--- End the connection gracefully now (FIN after what was written), whatever was promised:
+-- a client expecting more body sees the answer cut short.
+function Response:close_now()
+  self.done = true
+  local conn = self.conn
+  if conn.closed then return end
+  conn.state = "dead"
+  conn.res = nil
+  conn.tcp:shutdown(function() conn:close() end)
+end
+
 --- Never answer; the connection stays open until the peer gives up or the server closes.
 function Response:hang()
   self.started = true

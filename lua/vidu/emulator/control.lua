@@ -1,0 +1,134 @@
+--- The control API under /_emulator/ (JSON in, JSON out). Control requests are not logged and
+-- never hit faults.
+--   POST /_emulator/reset            [config]  clean state: tasks, faults, log, webhooks, "next"
+--   GET|POST /_emulator/config       [config]  run-level settings (merged)
+--   POST /_emulator/next             {outcome, polls, seconds, progress, state} for the next task
+--   GET  /_emulator/tasks            all tasks;  GET|POST /_emulator/tasks/{id}  one task
+--   GET|POST|DELETE /_emulator/faults          list, add ({...} or [{...}]), clear
+--   GET|DELETE /_emulator/log?method=&path=&match=
+--   GET  /_emulator/webhooks         deliveries and their attempts
+--   GET  /_emulator/health
+local json = require("vidu.emulator.json")
+
+local M = {}
+
+local function answer(app, res, status, tbl)
+  return app:json(res, status, tbl)
+end
+
+local function body_table(req)
+  if req.body == nil or req.body == "" then return {} end
+  local v, err = json.decode(req.body)
+  if type(v) ~= "table" then return nil, "body must be a JSON object: " .. tostring(err) end
+  return v
+end
+
+local function nonull(t)
+  if type(t) ~= "table" then return t end
+  for k, v in pairs(t) do
+    if v == json.null then t[k] = nil else nonull(v) end
+  end
+  return t
+end
+
+local function public_config(app)
+  local c = {}
+  for k, v in pairs(app.config) do
+    if k ~= "faults" then c[k] = v end
+  end
+  return c
+end
+
+local function log_view(entries)
+  local out = json.array()
+  for i, e in ipairs(entries) do
+    out[i] = { method = e.method, path = e.path, query = e.query, headers = e.headers, body = e.body,
+      time = e.time, status = e.status, fault = e.fault }
+  end
+  return out
+end
+
+function M.handle(app, req, res)
+  local path, method = req.path, req.method
+  local body, err = body_table(req)
+  if not body then return answer(app, res, 400, { error = err }) end
+  nonull(body)
+  local sub = path:sub(12) -- after "/_emulator/"
+
+  if sub == "reset" and method == "POST" then
+    app:reset(body)
+    return answer(app, res, 200, { ok = true, config = public_config(app) })
+  elseif sub == "config" then
+    if method == "POST" then
+      if body.outcome and not require("vidu.emulator.tasks").OUTCOMES[body.outcome] then
+        return answer(app, res, 400, { error = "unknown outcome " .. tostring(body.outcome) })
+      end
+      if body.progress and body.progress ~= "polls" and body.progress ~= "time" then
+        return answer(app, res, 400, { error = "progress must be \"polls\" or \"time\"" })
+      end
+      app:configure(body)
+    elseif method ~= "GET" then
+      return answer(app, res, 405, { error = "method not allowed" })
+    end
+    return answer(app, res, 200, { ok = true, config = public_config(app) })
+  elseif sub == "next" and method == "POST" then
+    app.tasks:push_next(body)
+    return answer(app, res, 200, { ok = true, queued = #app.tasks.next_queue })
+  elseif sub == "tasks" and method == "GET" then
+    local list = json.array()
+    for _, t in pairs(app.tasks.by_id) do list[#list + 1] = app.tasks:describe(t) end
+    table.sort(list, function(a, b) return tostring(a.id) < tostring(b.id) end)
+    return answer(app, res, 200, { tasks = list })
+  elseif sub:sub(1, 6) == "tasks/" then
+    local id = require("vidu.emulator.http").unescape(sub:sub(7))
+    local task = app.tasks:get(id)
+    if not task then return answer(app, res, 404, { error = "no such task: " .. id }) end
+    if method == "POST" then
+      local ok, cerr = app.tasks:control(task, body)
+      if not ok then return answer(app, res, 400, { error = cerr }) end
+    elseif method ~= "GET" then
+      return answer(app, res, 405, { error = "method not allowed" })
+    end
+    return answer(app, res, 200, { ok = true, task = app.tasks:describe(task) })
+  elseif sub == "faults" then
+    if method == "POST" then
+      local list = (body[1] ~= nil) and body or { body }
+      local ids = json.array()
+      for _, f in ipairs(list) do
+        local rule, ferr = app.faults:add(f)
+        if not rule then return answer(app, res, 400, { error = ferr }) end
+        ids[#ids + 1] = rule.id
+      end
+      return answer(app, res, 200, { ok = true, id = ids[1], ids = ids })
+    elseif method == "DELETE" then
+      app.faults:clear()
+      return answer(app, res, 200, { ok = true })
+    end
+    local list = app.faults:list()
+    return answer(app, res, 200, { faults = json.array(list) })
+  elseif sub == "log" then
+    if method == "DELETE" then
+      app.log:clear()
+      return answer(app, res, 200, { ok = true })
+    end
+    local p = req.params
+    return answer(app, res, 200, { requests = log_view(app.log:find{ method = p.method, path = p.path,
+      match = p.match }) })
+  elseif sub == "webhooks" then
+    local list = json.array()
+    for i, d in ipairs(app.webhooks.deliveries) do
+      local attempts = json.array()
+      for j, a in ipairs(d.attempts) do attempts[j] = a end
+      list[i] = { provider = d.provider, task_id = d.task_id, url = d.url, event = d.event, ok = d.ok,
+        done = d.done, attempts = attempts, body = d.body }
+    end
+    return answer(app, res, 200, { deliveries = list })
+  elseif sub == "health" then
+    return answer(app, res, 200, { ok = true, url = app.url, tasks = app.tasks.count,
+      connections = app.server:connections(), requests = app.server.requests,
+      ffmpeg = app.media.ffmpeg ~= nil, ffmpeg_runs = app.media.runs, signing = app.signing_key ~= nil })
+  end
+  return answer(app, res, 404, { error = "unknown control route " .. method .. " " .. path })
+end
+
+return M

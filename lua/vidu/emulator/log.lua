@@ -1,0 +1,42 @@
+--- The request log: what clients sent (method, path, query, headers, body, time) and what they
+-- got (status, fault), in a bounded ring so a long benchmark does not grow without end.
+local M = {}
+M.__index = M
+
+function M.new(limit)
+  return setmetatable({ limit = limit or 20000, items = {}, first = 1, last = 0 }, M)
+end
+
+function M:clear()
+  self.items, self.first, self.last = {}, 1, 0
+end
+
+--- Record a request -> the entry (the caller fills in status and fault later).
+function M:add(req, time)
+  local e = { method = req.method, path = req.path, query = req.query, headers = req.headers,
+    body = req.body, time = time }
+  self.last = self.last + 1
+  self.items[self.last] = e
+  if self.last - self.first + 1 > self.limit then
+    self.items[self.first] = nil
+    self.first = self.first + 1
+  end
+  return e
+end
+
+--- Entries matching filters { method=, path= (exact), match= (Lua pattern on the path) }.
+function M:find(f)
+  f = f or {}
+  local out = {}
+  local method = f.method and f.method:upper()
+  for i = self.first, self.last do
+    local e = self.items[i]
+    if e and (not method or e.method == method) and (not f.path or e.path == f.path)
+      and (not f.match or e.path:find(f.match)) then
+      out[#out + 1] = e
+    end
+  end
+  return out
+end
+
+return M

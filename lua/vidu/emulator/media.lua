@@ -1,0 +1,248 @@
+--- Media the emulator serves: the generated videos (real MP4s made by ffmpeg from the input
+-- image, with motion following movement_amplitude and length following duration), cover
+-- images, and files clients uploaded. One video per (image, duration, amplitude), made
+-- asynchronously and at most `max_jobs` ffmpeg processes at a time, so a thousand tasks from one
+-- image cost one ffmpeg run and the server never blocks.
+local uv = require("luv")
+local proc = require("vidu.emulator.proc")
+local image = require("vidu.emulator.image")
+local http = require("vidu.emulator.http")
+
+local M = {}
+M.__index = M
+
+local AMPLITUDE = { small = 0.3, medium = 0.6, large = 1.0, auto = 0.6 }
+
+local function module_dir()
+  local src = debug.getinfo(1, "S").source
+  local dir = src:match("^@(.*)/[^/]*$")
+  return dir or "."
+end
+
+--- New media store. opts: dir (scratch directory), base_url, ffmpeg (path or false),
+-- fps, size (longest side in pixels), max_jobs.
+function M.new(opts)
+  local self = setmetatable({
+    dir = opts.dir, base_url = opts.base_url or "", fps = opts.fps or 12, size = opts.size or 640,
+    max_jobs = opts.max_jobs or 2, running = 0, waiting = {}, jobs = {}, uploads = {},
+    nupload = 0, assets = module_dir() .. "/assets", runs = 0,
+  }, M)
+  if opts.ffmpeg == false then
+    self.ffmpeg = nil
+  else
+    self.ffmpeg = opts.ffmpeg or proc.which("ffmpeg")
+  end
+  return self
+end
+
+--- Forget uploads (videos stay cached: they depend only on their inputs).
+function M:clear()
+  self.uploads, self.nupload = {}, 0
+end
+
+local function file_exists(path)
+  return uv.fs_stat(path) ~= nil
+end
+
+-- Start queued jobs while there is room.
+function M:pump()
+  while self.running < self.max_jobs and #self.waiting > 0 do
+    local job = table.remove(self.waiting, 1)
+    self.running = self.running + 1
+    self:run(job, function()
+      self.running = self.running - 1
+      self:pump()
+    end)
+  end
+end
+
+local function ready(job, ok)
+  job.state = "ready"
+  if not ok then
+    job.video, job.cover, job.fallback = job.asset_video, job.asset_cover, true
+  end
+  local w = job.waiters
+  job.waiters = {}
+  for i = 1, #w do w[i](job) end
+end
+
+-- The ffmpeg filter that animates a still: a crop window that drifts over the image.
+local function motion_filter(size, amp, dur)
+  local z = 1 - 0.25 * amp
+  return string.format(
+    "scale='if(gt(iw,ih),%d,-2)':'if(gt(iw,ih),-2,%d)',"
+    .. "crop=w='2*trunc(iw*%.3f/2)':h='2*trunc(ih*%.3f/2)':"
+    .. "x='(iw-ow)/2*(1+sin(2*PI*t/%d))':y='(ih-oh)/2*(1-cos(2*PI*t/%d))'",
+    size, size, z, z, dur, dur)
+end
+
+function M:run(job, done)
+  local ff = self.ffmpeg
+  local args = { "-nostdin", "-y", "-loglevel", "error" }
+  if job.image_path then
+    for _, a in ipairs({ "-loop", "1", "-framerate", tostring(self.fps), "-i", job.image_path,
+      "-vf", motion_filter(self.size, job.amp, job.duration) }) do args[#args + 1] = a end
+  else
+    for _, a in ipairs({ "-f", "lavfi", "-i",
+      string.format("testsrc2=size=480x270:rate=%d", self.fps) }) do args[#args + 1] = a end
+  end
+  for _, a in ipairs({ "-t", tostring(job.duration), "-c:v", "libx264", "-preset", "ultrafast",
+    "-pix_fmt", "yuv420p", "-movflags", "+faststart", job.video }) do args[#args + 1] = a end
+  self.runs = self.runs + 1
+  local started = proc.run(ff, args, nil, function(code, _, err)
+    if code ~= 0 or not file_exists(job.video) then
+      io.stderr:write("vidu-emulator: ffmpeg failed (", tostring(code), "): ", err, "\n")
+      ready(job, false)
+      return done()
+    end
+    proc.run(ff, { "-nostdin", "-y", "-loglevel", "error", "-i", job.video, "-frames:v", "1",
+      "-q:v", "5", job.cover }, nil, function(ccode)
+      if ccode ~= 0 then job.cover = job.asset_cover end
+      if job.image_path then os.remove(job.image_path) end
+      ready(job, true)
+      done()
+    end)
+  end)
+  if not started then
+    ready(job, false)
+    done()
+  end
+end
+
+--- The video for an input image (bytes or nil when the image is not at hand), a duration in
+-- seconds and a movement amplitude. Returns the job (cached); its urls are known at once.
+function M:job(bytes, duration, amplitude)
+  duration = math.max(1, math.floor(tonumber(duration) or 5))
+  local amp = AMPLITUDE[amplitude] or AMPLITUDE.auto
+  local fp = bytes and image.fingerprint(bytes) or "none"
+  local key = string.format("%s-%d-%s", fp, duration, amplitude or "auto")
+  local job = self.jobs[key]
+  if job then return job end
+  job = {
+    key = key, duration = duration, amp = amp, state = "pending", waiters = {},
+    video = self.dir .. "/" .. key .. ".mp4", cover = self.dir .. "/" .. key .. ".jpg",
+    asset_video = self.assets .. "/fallback.mp4", asset_cover = self.assets .. "/cover.jpg",
+  }
+  self.jobs[key] = job
+  if not self.ffmpeg then
+    ready(job, false)
+    return job
+  end
+  if bytes then
+    job.image_path = self.dir .. "/" .. key .. ".img"
+    local f = io.open(job.image_path, "wb")
+    if f then
+      f:write(bytes)
+      f:close()
+    else
+      job.image_path = nil
+    end
+  end
+  self.waiting[#self.waiting + 1] = job
+  self:pump()
+  return job
+end
+
+--- Call fn(job) once the job's files exist (at once if they do).
+function M:when_ready(job, fn)
+  if job.state == "ready" then return fn(job) end
+  job.waiters[#job.waiters + 1] = fn
+end
+
+function M:video_url(job)
+  return self.base_url .. "/media/v/" .. job.key .. ".mp4"
+end
+
+function M:cover_url(job)
+  return self.base_url .. "/media/c/" .. job.key .. ".jpg"
+end
+
+--- Keep an uploaded file -> id.
+function M:put_upload(id, bytes, content_type, name)
+  self.uploads[id] = { bytes = bytes, content_type = content_type, name = name }
+end
+
+--- A slot for an upload that has not arrived yet (Vidu's and fal's PUT URLs).
+function M:reserve_upload(id, meta)
+  self.uploads[id] = meta or {}
+end
+
+function M:upload(id)
+  return self.uploads[id]
+end
+
+function M:upload_url(id, name)
+  return self.base_url .. "/media/u/" .. id .. (name and ("/" .. http.escape(name)) or "")
+end
+
+--- Resolve an image reference given to a provider.
+-- Returns { bytes = s|nil, mime = s|nil, info = image info|nil, source = "data"|"upload"|"url" }
+-- or nil, why, message. why: "invalid" (not a URL or data URI), "data" (bad data URI),
+-- "missing" (an emulator upload that does not exist), "format" (bytes are not PNG/JPEG/WebP).
+function M:resolve(ref)
+  if type(ref) ~= "string" or ref == "" then return nil, "invalid", "image must be a non-empty string" end
+  local bytes, mime, source
+  if ref:sub(1, 5) == "data:" then
+    local m, b = image.parse_data_uri(ref)
+    if not m then return nil, "data", b end
+    mime, bytes, source = m, b, "data"
+  else
+    local id = ref:match("^ssupload:%?id=([%w%-_]+)$")
+    if not id and ref:sub(1, #self.base_url + 10) == self.base_url .. "/media/u/" then
+      id = ref:match("/media/u/([%w%-_]+)")
+    end
+    if id then
+      local up = self.uploads[id]
+      if not up or not up.bytes then return nil, "missing", "uploaded file " .. id .. " not found" end
+      bytes, mime, source = up.bytes, up.content_type, "upload"
+    elseif ref:match("^https?://[^/%s]+") then
+      return { source = "url" }
+    else
+      return nil, "invalid", "image must be an http(s) URL or a data URI"
+    end
+  end
+  local info, err = image.info(bytes)
+  if not info then return nil, "format", err end
+  return { bytes = bytes, mime = mime, info = info, source = source }
+end
+
+--- Routes: GET/HEAD /media/v/{key}.mp4, /media/c/{key}.jpg, /media/u/{id}[/{name}]
+function M:serve(req, res, kind, key)
+  if req.method ~= "GET" and req.method ~= "HEAD" then
+    return res:send(405, { ["Content-Type"] = "text/plain", Allow = "GET, HEAD" }, "method not allowed\n")
+  end
+  if kind == "u" then
+    local up = self.uploads[key]
+    if not up or not up.bytes then
+      return res:send(404, { ["Content-Type"] = "text/plain" }, "not found\n")
+    end
+    return http.send_bytes(req, res, { ["Content-Type"] = up.content_type or "application/octet-stream" },
+      up.bytes)
+  end
+  local job = self.jobs[key]
+  if not job then return res:send(404, { ["Content-Type"] = "text/plain" }, "not found\n") end
+  self:when_ready(job, function()
+    local field, path = kind == "v" and "vdata" or "cdata", kind == "v" and job.video or job.cover
+    if not job[field] then
+      local f = io.open(path, "rb")
+      if not f then return res:send(404, { ["Content-Type"] = "text/plain" }, "not found\n") end
+      job[field] = f:read("*a")
+      f:close()
+    end
+    http.send_bytes(req, res, { ["Content-Type"] = kind == "v" and "video/mp4" or "image/jpeg" },
+      job[field])
+  end)
+end
+
+--- Remove the scratch files.
+function M:cleanup()
+  for _, job in pairs(self.jobs) do
+    if not job.fallback then
+      os.remove(job.video)
+      os.remove(job.cover)
+    end
+    if job.image_path then os.remove(job.image_path) end
+  end
+end
+
+return M

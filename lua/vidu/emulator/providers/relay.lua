@@ -1,0 +1,7 @@
+--- A new-api style relay that passes Vidu's body through: /vidu/v2/img2video and
+-- /vidu/v2/tasks/{id}/creations with Bearer auth (auth errors in the relay's own
+-- {"error":{message,type,code}} shape, everything else as Vidu answers). No cancel.
+local vidu = require("vidu.emulator.providers.vidu")
+
+return vidu.make{ name = "relay", base = "/vidu/v2", scheme = "Bearer", rules = vidu.RELAY_RULES,
+  cancel = false, uploads = false, prompt_max = 2000, auth_style = "newapi", prefixes = { "/vidu/" } }

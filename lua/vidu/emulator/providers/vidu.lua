@@ -1,0 +1,335 @@
+--- Vidu's own API (api.vidu.com, ent/v2): img2video, creations, cancel, the three-step upload,
+-- callbacks signed with HMAC-SHA256 X-HMAC-* headers. `make` also builds the relay flavour
+-- (/vidu/v2/..., Bearer auth, more models, no cancel).
+local json = require("vidu.emulator.json")
+local util = require("vidu.emulator.util")
+local image = require("vidu.emulator.image")
+local sign = require("vidu.emulator.sign")
+local uploads = require("vidu.emulator.uploads")
+
+local M = {}
+
+local REASONS = { [400] = "BadRequest", [401] = "Unauthorized", [403] = "Forbidden",
+  [404] = "NotFound", [409] = "Conflict", [429] = "TooManyRequests", [499] = "Canceled",
+  [500] = "InternalServiceFailure", [503] = "ServiceUnavailable" }
+
+local AMPLITUDES = { "auto", "small", "medium", "large" }
+
+-- Model rules: durations allowed, the resolutions allowed per duration and the default of each.
+local RULES = {
+  viduq1 = { default_duration = 5, durations = { [5] = { "1080p", default = "1080p" } } },
+  ["vidu2.0"] = { default_duration = 4, durations = {
+    [4] = { "360p", "720p", "1080p", default = "360p" }, [8] = { "720p", default = "720p" } } },
+  ["vidu1.5"] = { default_duration = 4, durations = {
+    [4] = { "360p", "720p", "1080p", default = "360p" }, [8] = { "720p", default = "720p" } } },
+}
+local Q2 = { default_duration = 5, durations = {} }
+for d = 1, 8 do Q2.durations[d] = { "540p", "720p", "1080p", default = "720p" } end
+local RELAY_RULES = { viduq1 = RULES.viduq1, ["viduq1-classic"] = RULES.viduq1,
+  ["vidu2.0"] = RULES["vidu2.0"], ["vidu1.5"] = RULES["vidu1.5"], ["viduq2-pro"] = Q2, ["viduq2-turbo"] = Q2 }
+M.RULES, M.RELAY_RULES = RULES, RELAY_RULES
+
+local CREDITS_PER_S = { ["360p"] = 1, ["540p"] = 2, ["720p"] = 2.5, ["1080p"] = 5 }
+local WM_POSITIONS = { "top_left", "top_right", "bottom_right", "bottom_left" }
+
+local STATE = { created = "created", queued = "queueing", running = "processing",
+  succeeded = "success", failed = "failed", moderated = "failed", canceled = "failed" }
+local ERR_CODE = { failed = "InternalServiceFailure", moderated = "CreationPolicyViolation",
+  canceled = "UserCancelled" }
+M.STATE, M.ERR_CODE = STATE, ERR_CODE
+
+local function keys_sorted(t)
+  local k = {}
+  for name in pairs(t) do k[#k + 1] = name end
+  table.sort(k)
+  return table.concat(k, ", ")
+end
+
+--- Build a provider table. opts: name, base ("/ent/v2" or "/vidu/v2"), scheme ("Token"|"Bearer"),
+-- rules, cancel (bool), uploads (bool), auth_style ("vidu"|"newapi").
+function M.make(opts)
+  local P = { name = opts.name }
+  P.prefixes = opts.prefixes
+
+  function P.error_body(app, status, message, reason)
+    if status == 401 and opts.auth_style == "newapi" then
+      return { ["Content-Type"] = "application/json" }, json.encode({ error = {
+        message = message or "invalid token", type = "new_api_error", code = "invalid_api_key" } })
+    end
+    return { ["Content-Type"] = "application/json" }, json.encode({
+      code = status, reason = reason or REASONS[status] or (status >= 500 and "InternalServiceFailure" or "BadRequest"),
+      message = message or "", metadata = { trace_id = app:new_id("hex", 32) } })
+  end
+
+  local function fail(app, res, status, reason, message)
+    local headers, body = P.error_body(app, status, message, reason)
+    return res:send(status, headers, body)
+  end
+
+  local function authorize(app, req, res)
+    local key, why = util.auth_key(req, opts.scheme)
+    if not key then
+      local msg = why == "missing" and "missing Authorization header"
+        or ("Authorization must be \"" .. opts.scheme .. " <api key>\"")
+      fail(app, res, 401, "Unauthorized", msg)
+      return nil
+    end
+    if not util.key_ok(app.config, P.name, key) then
+      fail(app, res, 401, "Unauthorized", "invalid api key")
+      return nil
+    end
+    return key
+  end
+
+  local function credits(input)
+    return math.floor(input.duration * (CREDITS_PER_S[input.resolution] or 2) + 0.5)
+  end
+
+  -- Validate a submit body -> input | nil, status, reason, message
+  local function validate(app, b)
+    local rules = opts.rules
+    if b.model == nil then return nil, 400, "FieldLacking", "model is required" end
+    if type(b.model) ~= "string" then return nil, 400, "FieldInvalid", "model must be a string" end
+    local rule = rules[b.model]
+    if not rule then
+      return nil, 400, "FieldInvalid", "model: unsupported value \"" .. b.model .. "\", accepted: " .. keys_sorted(rules)
+    end
+    if b.images == nil then return nil, 400, "FieldLacking", "images is required" end
+    if type(b.images) ~= "table" then return nil, 400, "FieldInvalid", "images must be an array of strings" end
+    if #b.images ~= 1 then
+      return nil, 400, "FieldItemCountOutOfRange", "images: exactly 1 image is accepted, got " .. #b.images
+    end
+    local img = b.images[1]
+    if type(img) ~= "string" then return nil, 400, "FieldInvalid", "images[0] must be a string" end
+    local got, why, msg = app.media:resolve(img)
+    if not got then
+      if why == "missing" then return nil, 400, "ImageDownloadFailure", msg end
+      if why == "invalid" then return nil, 400, "FieldInvalid", "images[0]: " .. msg end
+      return nil, 400, "ImageFormatInvalid", "images[0]: " .. msg
+    end
+    if got.bytes then
+      if got.source == "data" and #got.bytes >= 10 * 1024 * 1024 then
+        return nil, 400, "PageSizeOutOfRange", "images[0]: the base64 decoded image must be under 10MB"
+      end
+      if #got.bytes > 50 * 1024 * 1024 then
+        return nil, 400, "PageSizeOutOfRange", "images[0]: images are limited to 50MB"
+      end
+      local w, h = got.info.width, got.info.height
+      if w == 0 or h == 0 or w / h > 4 or h / w > 4 then
+        return nil, 400, "PageSizeOutOfRange",
+          string.format("images[0]: aspect ratio %dx%d is outside 1:4 .. 4:1", w, h)
+      end
+    end
+    if b.prompt ~= nil then
+      if type(b.prompt) ~= "string" then return nil, 400, "FieldInvalid", "prompt must be a string" end
+      local max = opts.prompt_max or 1500
+      if image.char_len(b.prompt) > max then
+        return nil, 400, "FieldInvalid", "prompt exceeds " .. max .. " characters"
+      end
+    end
+    local duration = rule.default_duration
+    if b.duration ~= nil then
+      duration = util.as_int(b.duration, true)
+      if not duration then return nil, 400, "FieldInvalid", "duration must be an integer" end
+    end
+    local allowed = rule.durations[duration]
+    if not allowed then
+      local ds = {}
+      for d in pairs(rule.durations) do ds[#ds + 1] = d end
+      table.sort(ds)
+      return nil, 400, "FieldInvalid", string.format("duration %d is not supported by %s (accepted: %s)",
+        duration, b.model, table.concat(ds, ", "))
+    end
+    local resolution = allowed.default
+    if b.resolution ~= nil then
+      if type(b.resolution) ~= "string" or not util.one_of(b.resolution, allowed) then
+        return nil, 400, "FieldInvalid", string.format("resolution %s is not supported by %s at %ds (accepted: %s)",
+          tostring(b.resolution), b.model, duration, table.concat(allowed, ", "))
+      end
+      resolution = b.resolution
+    end
+    local seed
+    if b.seed ~= nil then
+      seed = util.as_int(b.seed, true)
+      if not seed then return nil, 400, "FieldInvalid", "seed must be an integer" end
+    end
+    if seed == nil or seed == 0 then seed = app.rng:int(1, 2147483646) end
+    local amp = b.movement_amplitude
+    if amp == nil then amp = "auto" end
+    if not util.one_of(amp, AMPLITUDES) then
+      return nil, 400, "FieldInvalid", "movement_amplitude must be one of auto, small, medium, large"
+    end
+    for _, f in ipairs({ "bgm", "off_peak", "watermark", "is_rec", "audio" }) do
+      if b[f] ~= nil and type(b[f]) ~= "boolean" then
+        return nil, 400, "FieldInvalid", f .. " must be a boolean"
+      end
+    end
+    for _, f in ipairs({ "payload", "callback_url", "wm_url", "meta_data", "voice_id" }) do
+      if b[f] ~= nil and type(b[f]) ~= "string" then
+        return nil, 400, "FieldInvalid", f .. " must be a string"
+      end
+    end
+    if b.payload and #b.payload > 1048576 then
+      return nil, 400, "FieldInvalid", "payload exceeds 1048576 characters"
+    end
+    if b.callback_url and b.callback_url ~= "" and not b.callback_url:match("^https?://") then
+      return nil, 400, "FieldInvalid", "callback_url must be an http(s) URL"
+    end
+    local wm = 3
+    if b.wm_position ~= nil then
+      wm = util.as_int(b.wm_position, true)
+      if not wm or wm < 1 or wm > 4 then return nil, 400, "FieldInvalid", "wm_position must be 1, 2, 3 or 4" end
+    end
+    return {
+      model = b.model, images = json.array({ img }), prompt = b.prompt or "", duration = duration,
+      resolution = resolution, seed = seed, movement_amplitude = amp, bgm = b.bgm or false,
+      payload = b.payload or "", off_peak = b.off_peak or false, watermark = b.watermark or false,
+      is_rec = b.is_rec or false, wm_position = WM_POSITIONS[wm], wm_url = b.wm_url or "",
+      meta_data = b.meta_data or "", callback_url = b.callback_url,
+    }, got
+  end
+
+  -- The GET creations body (also the callback body).
+  local function creations_body(app, task, stage)
+    local creations = json.array()
+    if stage == "succeeded" then
+      local c = { id = task.creation_id, url = task.video_url, cover_url = task.cover_url }
+      if task.input.watermark then c.watermarked_url = task.video_url .. "?watermark=1" end
+      creations[1] = c
+    end
+    return {
+      id = task.id, state = STATE[stage], err_code = ERR_CODE[stage] or "", credits = task.credits,
+      payload = task.input.payload, bgm = task.input.bgm, off_peak = task.input.off_peak,
+      creations = creations,
+    }
+  end
+
+  local function submit(app, req, res)
+    local key = authorize(app, req, res)
+    if not key then return end
+    local b = json.decode(req.body)
+    if type(b) ~= "table" then return fail(app, res, 400, "BadRequest", "request body must be a JSON object") end
+    local input, status, reason, message = validate(app, b)
+    if not input then return fail(app, res, status, reason, message) end
+    local got = status
+    local job = app.media:job(got.bytes, input.duration, input.movement_amplitude)
+    local cb = input.callback_url
+    if cb == "" then cb = nil end
+    local task = app.tasks:create(P.name, {
+      id = app:new_id("digits", 18), key = key, input = input, callback_url = cb,
+      video_url = app.media:video_url(job), cover_url = app.media:cover_url(job),
+      creation_id = app:new_id("digits", 18), credits = credits(input),
+    }, cb ~= nil)
+    local out = {
+      task_id = task.id, type = "img2video", state = "created", model = input.model, style = "general",
+      images = input.images, prompt = input.prompt, duration = input.duration, seed = input.seed,
+      aspect_ratio = "", resolution = input.resolution, bgm = input.bgm,
+      movement_amplitude = input.movement_amplitude, payload = input.payload, off_peak = input.off_peak,
+      credits = task.credits, cus_priority = 0, watermark = input.watermark, is_rec = input.is_rec,
+      wm_position = input.wm_position, wm_url = input.wm_url, meta_data = input.meta_data,
+      created_at = util.iso_time(task.created_wall),
+    }
+    return app:json(res, 200, out)
+  end
+
+  local function find_task(app, req, res, id)
+    local key = authorize(app, req, res)
+    if not key then return nil end
+    local task = app.tasks:get(id)
+    if not task or task.provider ~= P.name or task.key ~= key then
+      fail(app, res, 404, "TaskNotFound", "task " .. id .. " not found")
+      return nil
+    end
+    return task
+  end
+
+  local function creations(app, req, res, id)
+    local task = find_task(app, req, res, id)
+    if not task then return end
+    local stage = app.tasks:poll(task)
+    return app:json(res, 200, creations_body(app, task, stage))
+  end
+
+  local function cancel(app, req, res, id)
+    local task = find_task(app, req, res, id)
+    if not task then return end
+    local stage = app.tasks:observe(task)
+    if stage ~= "created" and stage ~= "queued" then
+      return fail(app, res, 400, "BadRequest",
+        "task state is " .. (STATE[stage] or stage) .. ", can not cancel")
+    end
+    app.tasks:cancel(task)
+    return app:json(res, 200, {})
+  end
+
+  -- The Vidu callback signature over the callback URL's path and query.
+  local function signer(app, task)
+    return function(body, cb)
+      local _, _, target = require("vidu.emulator.client").parse_url(task.callback_url)
+      local path, query = (target or "/"):match("^([^?]*)%??(.*)$")
+      local date = os.date("!%a, %d %b %Y %H:%M:%S GMT")
+      local nonce = app:new_id("hex", 32)
+      local signing = "POST\n" .. path .. "\n" .. query .. "\nvidu\n" .. date .. "\n"
+        .. "Date:" .. date .. "\n" .. "x-request-nonce:" .. nonce .. "\n"
+      sign.hmac_sha256(task.key, signing, function(raw, err)
+        if not raw then return cb(nil, err) end
+        cb({ Date = date, ["x-request-nonce"] = nonce, ["X-HMAC-SIGNED-HEADERS"] = "Date;x-request-nonce",
+          ["X-HMAC-SIGNATURE"] = image.b64encode(raw), ["X-HMAC-ALGORITHM"] = "hmac-sha256",
+          ["X-HMAC-ACCESS-KEY"] = "vidu" })
+      end)
+    end
+  end
+
+  function P.on_change(app, task, _, new)
+    if not task.callback_url then return end
+    local st = STATE[new]
+    if st ~= "processing" and st ~= "success" and st ~= "failed" then return end
+    local body = json.encode(creations_body(app, task, new))
+    app.webhooks:send{ provider = P.name, task_id = task.id, url = task.callback_url, event = st,
+      body = body, attempts = (st == "processing") and 1 or 4,
+      sign = sign.available() and signer(app, task) or nil }
+  end
+
+  function P.routes(app, r)
+    local base = opts.base
+    r:add("POST", base .. "/img2video", function(req, res) return submit(app, req, res) end)
+    r:add("GET", base .. "/tasks/{}/creations", function(req, res, id) return creations(app, req, res, id) end)
+    if opts.cancel then
+      r:add("POST", base .. "/tasks/{}/cancel", function(req, res, id) return cancel(app, req, res, id) end)
+    end
+    if opts.uploads then
+          r:add("POST", "/tools/v2/files/uploads", function(req, res)
+        if not authorize(app, req, res) then return end
+        local b = json.decode(req.body)
+        if type(b) ~= "table" then return fail(app, res, 400, "BadRequest", "request body must be a JSON object") end
+        if b.scene == nil then return fail(app, res, 400, "FieldLacking", "scene is required") end
+        if b.scene ~= "vidu" then return fail(app, res, 400, "FieldInvalid", "scene must be \"vidu\"") end
+        local id, put_url = uploads.reserve(app, { provider = "vidu" })
+        return app:json(res, 200, { id = id, put_url = put_url,
+          expires_at = util.iso_time(util.now() + 3600) })
+      end)
+      r:add("PUT", "/tools/v2/files/uploads/{}/finish", function(req, res, id)
+        if not authorize(app, req, res) then return end
+        local up = app.media:upload(id)
+        if not up then return fail(app, res, 404, "NotFound", "upload " .. id .. " not found") end
+        local b = json.decode(req.body)
+        if type(b) ~= "table" or type(b.etag) ~= "string" then
+          return fail(app, res, 400, "FieldLacking", "etag is required")
+        end
+        if not up.bytes then return fail(app, res, 400, "BadRequest", "nothing was uploaded to put_url") end
+        if b.etag:gsub('"', "") ~= up.etag then
+          return fail(app, res, 400, "FieldInvalid", "etag does not match the uploaded object")
+        end
+        return app:json(res, 200, { uri = "ssupload:?id=" .. id })
+      end)
+    end
+  end
+
+  return P
+end
+
+local P = M.make{ name = "vidu", base = "/ent/v2", scheme = "Token", rules = RULES, cancel = true,
+  uploads = true, prompt_max = 1500, auth_style = "vidu", prefixes = { "/ent/", "/tools/" } }
+-- The relay builds its own flavour from these.
+P.make, P.RULES, P.RELAY_RULES = M.make, RULES, RELAY_RULES
+return P

@@ -1,0 +1,199 @@
+--- The task store and how tasks progress: created -> queued -> running -> outcome, after N
+-- polls or T seconds (run-level config, a one-shot "next" override, or per task).
+local uv = require("luv")
+local util = require("vidu.emulator.util")
+
+local M = {}
+M.__index = M
+
+local TERMINAL = { succeeded = true, failed = true, moderated = true, canceled = true }
+M.TERMINAL = TERMINAL
+local OUTCOMES = { success = "succeeded", succeeded = "succeeded", failed = "failed",
+  moderated = "moderated" }
+M.OUTCOMES = OUTCOMES
+local STATES = { created = true, queued = true, running = true, succeeded = true, failed = true,
+  moderated = true, canceled = true, success = "succeeded", done = "succeeded" }
+
+--- New store. app gives config (run-level), server (timers) and on_change(task, old, new).
+function M.new(app)
+  return setmetatable({ app = app, by_id = {}, count = 0, seq = 0, next_queue = {} }, M)
+end
+
+--- Forget every task (timers too).
+function M:clear()
+  for _, t in pairs(self.by_id) do self:stop_timers(t) end
+  self.by_id, self.count, self.next_queue = {}, 0, {}
+end
+
+function M:stop_timers(task)
+  if task.timers then
+    for i = 1, #task.timers do
+      local tm = task.timers[i]
+      if not tm:is_closing() then tm:close() end
+    end
+    task.timers = nil
+  end
+end
+
+--- Queue a one-shot override for the next submitted task.
+function M:push_next(t)
+  self.next_queue[#self.next_queue + 1] = t
+end
+
+-- Apply progress settings (progress, polls, seconds, outcome) from `src` onto the task.
+local function apply(task, src)
+  if not src then return end
+  if src.progress == "polls" or src.progress == "time" then task.progress = src.progress end
+  if tonumber(src.polls) then task.npolls = tonumber(src.polls) end
+  if tonumber(src.seconds) then task.seconds = tonumber(src.seconds) end
+  if src.outcome and OUTCOMES[src.outcome] then task.outcome = OUTCOMES[src.outcome] end
+end
+
+--- Create a task for `provider` with `fields` (id, key, input, ...). `timed` makes it progress
+-- with time even in "polls" mode (webhook or sync-mode tasks nobody polls).
+function M:create(provider, fields, timed)
+  local cfg = self.app.config
+  self.seq = self.seq + 1
+  local task = fields
+  task.provider = provider
+  task.seq = self.seq
+  task.polls = 0
+  task.started = util.mono()
+  task.created_wall = util.now()
+  task.stage = "created"
+  task.progress, task.npolls, task.seconds = cfg.progress, cfg.polls, cfg.seconds
+  task.outcome = OUTCOMES[cfg.outcome] or "succeeded"
+  task.timed = timed or false
+  local nx = table.remove(self.next_queue, 1)
+  if nx then
+    apply(task, nx)
+    if nx.state then task.forced = STATES[nx.state] == true and nx.state or STATES[nx.state] end
+  end
+  self.by_id[task.id] = task
+  self.count = self.count + 1
+  self:schedule(task)
+  return task
+end
+
+function M:get(id)
+  return self.by_id[id]
+end
+
+-- Timers at the stage boundaries for tasks that progress with time.
+function M:schedule(task)
+  self:stop_timers(task)
+  if task.progress ~= "time" and not task.timed then return end
+  if TERMINAL[task.stage] then return end
+  local srv = self.app.server
+  if not srv then return end
+  task.timers = {}
+  local elapsed = util.mono() - task.started
+  for _, frac in ipairs({ 0.3, 1 }) do
+    local at = task.seconds * frac - elapsed
+    if at >= 0 then
+      local tm = uv.new_timer()
+      tm:start(math.floor(at * 1000) + 5, 0, function()
+        if not tm:is_closing() then tm:close() end
+        self:observe(task)
+      end)
+      task.timers[#task.timers + 1] = tm
+    end
+  end
+end
+
+--- Fraction of the way to done (0..1).
+function M:fraction(task)
+  local fp, ft
+  if task.npolls <= 0 then fp = 1 else fp = task.polls / task.npolls end
+  if task.seconds <= 0 then ft = 1 else ft = (util.mono() - task.started) / task.seconds end
+  local f
+  if task.progress == "time" then f = ft
+  elseif task.timed then f = math.max(fp, ft)
+  else f = fp end
+  if f > 1 then f = 1 end
+  return f
+end
+
+--- The stage the task is in now.
+function M:current(task)
+  if task.canceled then return "canceled" end
+  if task.forced then return task.forced end
+  if TERMINAL[task.stage] then return task.stage end
+  local f = self:fraction(task)
+  if f >= 1 then return task.outcome end
+  if task.progress == "polls" and not task.timed then
+    if task.polls == 0 then return "created" end
+    local queued_polls = math.floor((task.npolls - 1) / 2)
+    return task.polls <= queued_polls and "queued" or "running"
+  end
+  if f < 0.3 then return (task.polls == 0 and f < 0.05) and "created" or "queued" end
+  return "running"
+end
+
+--- Recompute the stage; report a change to the app (callbacks). Returns the stage.
+function M:observe(task)
+  local new = self:current(task)
+  local old = task.stage
+  if new ~= old then
+    task.stage = new
+    if new == "running" and not task.running_at then task.running_at = util.now() end
+    if TERMINAL[new] then
+      task.finished_at = util.now()
+      self:stop_timers(task)
+    end
+    if self.app.on_change then self.app:on_change(task, old, new) end
+  end
+  return new
+end
+
+--- A client polled the task: count it and return the stage.
+function M:poll(task)
+  if not TERMINAL[task.stage] then task.polls = task.polls + 1 end
+  return self:observe(task)
+end
+
+--- Remaining polls before the task runs (fal's queue_position).
+function M:queue_position(task)
+  if task.progress == "polls" and not task.timed then
+    local q = math.floor((task.npolls - 1) / 2) - task.polls
+    return q > 0 and q or 0
+  end
+  return 0
+end
+
+--- Cancel: true, or false when the task is already finished.
+function M:cancel(task)
+  if TERMINAL[task.stage] then return false end
+  task.canceled = true
+  self:observe(task)
+  return true
+end
+
+--- Per-task control: outcome, polls, seconds, progress, state.
+function M:control(task, body)
+  apply(task, body)
+  if body.state == "auto" then
+    task.forced = nil
+  elseif body.state ~= nil then
+    local s = STATES[body.state]
+    if not s then return nil, "unknown state " .. tostring(body.state) end
+    if s ~= true then body.state = s end
+    task.forced = body.state
+    if body.state == "canceled" then task.canceled = true end
+  end
+  self:schedule(task)
+  self:observe(task)
+  return true
+end
+
+--- A summary of the task for the control API.
+function M:describe(task)
+  return {
+    id = task.id, provider = task.provider, stage = task.stage, polls = task.polls,
+    progress = task.progress, npolls = task.npolls, seconds = task.seconds, outcome = task.outcome,
+    canceled = task.canceled or false, video_url = task.video_url, cover_url = task.cover_url,
+    callback_url = task.callback_url, input = task.input,
+  }
+end
+
+return M

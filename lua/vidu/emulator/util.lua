@@ -1,0 +1,68 @@
+--- Small helpers shared by the emulator's provider modules.
+local uv = require("luv")
+
+local M = {}
+
+--- Wall-clock time as a float (seconds since the epoch).
+function M.now()
+  local s, us = uv.gettimeofday()
+  return s + us / 1e6
+end
+
+--- RFC 3339 UTC time with microseconds, as Vidu writes it.
+function M.iso_time(t)
+  t = t or M.now()
+  local s = math.floor(t)
+  return os.date("!%Y-%m-%dT%H:%M:%S", s) .. string.format(".%06dZ", math.floor((t - s) * 1e6))
+end
+
+--- Loop time in seconds (monotonic, cheap).
+function M.mono()
+  return uv.now() / 1000
+end
+
+--- The credential after `scheme` in the Authorization header -> key | nil, why.
+-- why: "missing" (no header), "scheme" (another scheme), "empty".
+function M.auth_key(req, scheme)
+  local h = req.headers["authorization"]
+  if not h or h == "" then return nil, "missing" end
+  local s, key = h:match("^(%S+)%s+(.-)%s*$")
+  if not s or s:lower() ~= scheme:lower() then return nil, "scheme" end
+  if key == "" then return nil, "empty" end
+  return key
+end
+
+--- Is `key` accepted for `provider`? Config `keys = { vidu = {"k1", ...} }` restricts the
+-- accepted keys; without it any non-empty key is accepted.
+function M.key_ok(config, provider, key)
+  local keys = config.keys and config.keys[provider]
+  if type(keys) ~= "table" then return true end
+  for i = 1, #keys do
+    if keys[i] == key then return true end
+  end
+  return false
+end
+
+--- Is v an integer (a number with no fraction, or with `allow_string` a decimal string)?
+function M.as_int(v, allow_string)
+  if type(v) == "string" and allow_string and v:match("^%-?%d+$") then v = tonumber(v) end
+  if type(v) ~= "number" or v ~= math.floor(v) then return nil end
+  return v
+end
+
+--- Shallow copy.
+function M.copy(t)
+  local c = {}
+  for k, v in pairs(t or {}) do c[k] = v end
+  return c
+end
+
+--- Member of a list?
+function M.one_of(v, list)
+  for i = 1, #list do
+    if list[i] == v then return true end
+  end
+  return false
+end
+
+return M
