@@ -160,7 +160,15 @@ function fal.submit(client, p)
 end
 
 -- Marks the task failed with an error built from the result's HTTP error (or the status's).
+-- A failure after our own cancel (or one whose error type says so) is a cancellation.
 local function fail(task, spec)
+  local code = spec.code
+  if task.cancel_requested or (type(code) == "string" and code:find("cancel", 1, true)) then
+    task.status = "canceled"
+    task.error = errors.new{ kind = "canceled", provider = "fal", status = spec.status,
+      code = code, task_id = task.id, message = "the request was canceled" }
+    return
+  end
   local kind = "failed"
   if spec.kind == "moderated" or (spec.code and MODERATED[spec.code]) then kind = "moderated" end
   task.status = "failed"
@@ -177,7 +185,10 @@ local function read_result(client, task, status_body)
   if not resp then
     local http_failure = err.status and err.kind ~= "auth" and err.kind ~= "rate_limited"
     if not http_failure then return nil, err end
-    fail(task, { kind = err.kind, status = err.status, code = err.code, message = err.message })
+    -- The status's error_type is more specific than the result's HTTP error.
+    fail(task, { kind = err.kind, status = err.status,
+      code = str(status_body.error_type) or err.code,
+      message = str(status_body.error) or err.message })
     return true
   end
   local j = tab(resp.json)
@@ -248,6 +259,8 @@ function fal.cancel(client, task)
   end
   local resp, err = client:request{ method = "PUT", url = url, idempotent = true }
   if not resp then return nil, common.with_task_id(err, task.id) end
+  -- The request ends COMPLETED with an error; this tells poll it was our cancel.
+  task.cancel_requested = true
   return true
 end
 
