@@ -24,10 +24,17 @@ function common.tab(v)
   return nil
 end
 
---- A number from a number or a numeric string ("0.40"), else nil.
+-- Whole numbers as integers: cjson decodes every JSON number as a float on Lua 5.3+, and a
+-- cost of "25.0" credits or queue position "3.0" reads oddly when printed.
+local function whole(n)
+  if n and n == n and n % 1 == 0 and n > -2^53 and n < 2^53 then return math.floor(n) end
+  return n
+end
+
+--- A number from a number or a numeric string ("0.40"), else nil; whole values as integers.
 function common.number(v)
-  if type(v) == "number" then return v end
-  if type(v) == "string" then return tonumber(v) end
+  if type(v) == "number" then return whole(v) end
+  if type(v) == "string" then return whole(tonumber(v)) end
   return nil
 end
 
@@ -93,6 +100,16 @@ function common.refine(err, moderated)
     err.kind = "moderated"
   end
   return err
+end
+
+--- The driver's `poll` entry. The contract gives `poll` two meanings: the polling schedule
+-- ({ first, max, factor }, which the client copies with pairs) and the poll function
+-- (driver.poll(client, task), which the task calls). A table of the schedule that is also
+-- callable serves both readers. `poll_defaults` keeps the plain schedule too.
+function common.poll_entry(schedule, fn)
+  local t = {}
+  for k, v in pairs(schedule) do t[k] = v end
+  return setmetatable(t, { __call = function(_, client, task) return fn(client, task) end })
 end
 
 --- The first element of a JSON array, when it is one.

@@ -23,7 +23,7 @@ local fal = {
   rest_base_url = "https://rest.fal.ai",
   default_model = "fal-ai/vidu/q1/image-to-video",
   -- fal reports queue position and logs while waiting; poll briskly at first.
-  poll = { first = 1, max = 10, factor = 1.5 },
+  poll_defaults = { first = 1, max = 10, factor = 1.5 },
 }
 
 -- App namespaces that add one path segment before owner/app (fal's APP_NAMESPACES).
@@ -154,7 +154,7 @@ function fal.submit(client, p)
     status_url = common.is_http_url(j.status_url) and j.status_url or s,
     response_url = common.is_http_url(j.response_url) and j.response_url or r,
     cancel_url = common.is_http_url(j.cancel_url) and j.cancel_url or c,
-    queue_position = type(j.queue_position) == "number" and j.queue_position or nil,
+    queue_position = common.number(j.queue_position),
   }
   return fields
 end
@@ -209,7 +209,7 @@ local function read_result(client, task, status_body)
 end
 
 --- Polls {status_url}?logs=1 (202 pending, 200 completed); on COMPLETED reads the result.
-function fal.poll(client, task)
+local function poll_task(client, task)
   local resp, err = client:request{
     method = "GET", url = common.add_query(task.status_url, "logs=1"), idempotent = true,
   }
@@ -224,7 +224,7 @@ function fal.poll(client, task)
   local status = str(j.status)
   if status == "IN_QUEUE" then
     task.status = "queued"
-    task.queue_position = type(j.queue_position) == "number" and j.queue_position or nil
+    task.queue_position = common.number(j.queue_position)
     return true
   end
   task.queue_position = nil
@@ -276,5 +276,7 @@ function fal.attach(client, id, opts)
   return { id = id, status = "queued", model = model, status_url = s, response_url = r,
     cancel_url = c }
 end
+
+fal.poll = common.poll_entry(fal.poll_defaults, poll_task)
 
 return fal

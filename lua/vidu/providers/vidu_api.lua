@@ -118,7 +118,7 @@ function vidu_api.new(cfg)
     default_base_url = cfg.default_base_url,
     base_url_required = cfg.base_url_required,
     -- Vidu tasks take tens of seconds to minutes; start at 2 s, back off to 15 s.
-    poll = { first = 2, max = 15, factor = 1.5 },
+    poll_defaults = { first = 2, max = 15, factor = 1.5 },
     parse_error = vidu_api.parse_error,
   }
 
@@ -195,7 +195,7 @@ function vidu_api.new(cfg)
   end
 
   --- Reads the task's state and creations.
-  function driver.poll(client, task)
+  local function poll_task(client, task)
     local resp, err = client:request{
       method = "GET", path = prefix .. "/tasks/" .. common.urlencode(task.id) .. "/creations",
       idempotent = true,
@@ -221,6 +221,8 @@ function vidu_api.new(cfg)
       return true
     end
   end
+
+  driver.poll = common.poll_entry(driver.poll_defaults, poll_task)
 
   --- Re-attaches to a task by id: Vidu's URLs are built from the id alone.
   function driver.attach(_, id)

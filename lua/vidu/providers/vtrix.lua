@@ -17,7 +17,7 @@ local vtrix = {
   name = "vtrix",
   env_key = "VTRIX_API_KEY",
   default_base_url = "https://cloud.vtrix.ai",
-  poll = { first = 2, max = 15, factor = 1.5 },
+  poll_defaults = { first = 2, max = 15, factor = 1.5 },
   -- The whole POST body limit (doc.vtrix.ai: "must not exceed 20MB"), decimal MB.
   max_body = 20 * 1000 * 1000,
 }
@@ -183,7 +183,7 @@ function vtrix.submit(client, p)
 end
 
 --- Polls GET /model/v1/generation/task/{id}.
-function vtrix.poll(client, task)
+local function poll_task(client, task)
   local resp, err = client:request{
     method = "GET", path = "/model/v1/generation/task/" .. common.urlencode(task.id),
     idempotent = true,
@@ -208,5 +208,7 @@ end
 
 -- No cancel: Vtrix documents none.
 vtrix.cancel = nil
+
+vtrix.poll = common.poll_entry(vtrix.poll_defaults, poll_task)
 
 return vtrix

@@ -16,7 +16,7 @@ local wavespeed = {
   name = "wavespeed",
   env_key = "WAVESPEED_API_KEY",
   default_base_url = "https://api.wavespeed.ai",
-  poll = { first = 2, max = 15, factor = 1.5 },
+  poll_defaults = { first = 2, max = 15, factor = 1.5 },
   -- How long a sync-mode submit may block before we give up on the answer (seconds).
   sync_timeout = 600,
 }
@@ -165,7 +165,7 @@ function wavespeed.submit(client, p)
 end
 
 --- Polls urls.get (or /api/v3/predictions/{id}/result).
-function wavespeed.poll(client, task)
+local function poll_task(client, task)
   local req = { method = "GET", idempotent = true }
   if task.get_url then
     req.url = task.get_url
@@ -196,5 +196,7 @@ end
 
 -- No cancel: WaveSpeed documents none.
 wavespeed.cancel = nil
+
+wavespeed.poll = common.poll_entry(wavespeed.poll_defaults, poll_task)
 
 return wavespeed
