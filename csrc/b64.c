@@ -7,9 +7,9 @@
  * handles whole blocks in the middle; the scalar code always does the ends (padding, errors),
  * so both give identical output and identical error positions.
  *
- * The second half is the Lua binding. Output is built in a GC-owned userdata (or a stack
- * buffer when small) and then copied into a Lua string, so no code path can raise while it
- * owns malloc'd memory or an open FILE.
+ * The second half is the Lua binding (left out with -DVIDU_B64_NO_LUA). Output is built in a
+ * GC-owned userdata (or a stack buffer when small) and then copied into a Lua string, so no
+ * code path can raise while it owns malloc'd memory or an open FILE.
  */
 #include <errno.h>
 #include <stdint.h>
@@ -17,9 +17,11 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "core.h"
 #include "b64.h"
+#ifndef VIDU_B64_NO_LUA /* bench/b64_bench.c builds the plain C half alone */
+#include "core.h"
 #include "image.h"
+#endif
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #define B64_X86 1
@@ -451,6 +453,8 @@ const char *vidu_b64_strerror(int status)
 	}
 }
 
+#ifndef VIDU_B64_NO_LUA
+
 /* ---------------------------------------------------------------------------------------- */
 /* Lua binding. The functions share one upvalue: the implementation to use (settings live
  * in an upvalue, not a global, so two Lua states never affect each other). */
@@ -793,3 +797,5 @@ void vidu_open_b64(lua_State *L)
 	conf->impl = VIDU_B64_AUTO;
 	luaL_setfuncs(L, b64_funcs, 1);
 }
+
+#endif /* VIDU_B64_NO_LUA */
