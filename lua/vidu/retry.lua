@@ -120,9 +120,12 @@ function retry.delay_for(attempt, err, policy)
   return delay
 end
 
--- Engine error kinds that a retry can cure. "too_large", "file", "tls" and "canceled" are
--- not: the same request would fail the same way.
-local TRANSIENT = { resolve = true, connect = true, timeout = true, reset = true, other = true }
+-- Engine error kinds that a retry can cure. "too_large", "file", "tls", "protocol" and
+-- "canceled" are not: the same request would fail the same way. "bad_json" is ours (a 2xx
+-- whose JSON does not parse: a proxy's page or a cut-off body).
+local TRANSIENT = {
+  resolve = true, connect = true, timeout = true, reset = true, other = true, bad_json = true,
+}
 
 --- Whether a finished transfer deserves another attempt.
 -- `result` is the engine's finished item; `idempotent` says whether re-sending is harmless.

@@ -1,0 +1,67 @@
+--- lua-vidu: image + prompt -> video, through fal, vidu, wavespeed, vtrix or a relay.
+--
+--   local vidu = require("vidu")
+--   vidu.run(function()
+--     local client = vidu.client("vidu")
+--     local task = assert(client:submit{ image = "in.png", prompt = "..." })
+--     assert(task:wait{ timeout = 600 })
+--     assert(task:download("out.mp4"))
+--   end)
+--
+-- Everything here runs on one module-level scheduler over one vidu.core engine, made on
+-- first use. Waits yield inside vidu.run/vidu.spawn coroutines and block elsewhere; hosts
+-- with their own loop call vidu.step() and never block.
+local scheduler = require("vidu.scheduler")
+local client = require("vidu.client")
+local errors = require("vidu.errors")
+
+local vidu = {}
+
+vidu.version = "0.1.0"
+vidu.errors = errors
+
+local function sched() return scheduler.default() end
+
+--- Makes a client for a provider ("fal", "vidu", "wavespeed", "vtrix", "relay").
+-- See vidu.client module for the options (api_key, base_url, timeout, poll, retries,
+-- max_connections, and the provider's own).
+function vidu.client(name, opts)
+  return client.new(name, opts)
+end
+
+--- Runs fn(...) in a coroutine and drives everything until fn and all it spawned finish;
+-- returns fn's results. An error in fn is raised here with the coroutine's traceback.
+function vidu.run(fn, ...)
+  if type(fn) ~= "function" then error("vidu.run expects a function", 2) end
+  return sched():run(fn, ...)
+end
+
+--- Starts fn(...) in a coroutine and returns its job (job:wait() -> true, results... |
+-- false, err). Inside vidu.run the run waits for it too.
+function vidu.spawn(fn, ...)
+  return sched():spawn(fn, ...)
+end
+
+--- Sleeps: yields inside a coroutine of the scheduler, blocks (driving the rest) outside.
+function vidu.sleep(seconds)
+  return sched():sleep(seconds)
+end
+
+--- Waits for tasks, functions and jobs concurrently: results, nfailed. results[i] is
+-- { ok = true, <values...> } or { ok = false, err = e }; tasks are waited with wait_opts.
+function vidu.gather(list, wait_opts)
+  return sched():gather(list, wait_opts)
+end
+
+--- For a host's own loop: advances everything without blocking; returns the seconds until
+-- it wants calling again (0 = at once), or nil when nothing is pending.
+function vidu.step()
+  return sched():step()
+end
+
+--- The module-level scheduler (for stats() and advanced use).
+function vidu.scheduler()
+  return sched()
+end
+
+return vidu

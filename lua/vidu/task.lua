@@ -1,0 +1,254 @@
+--- Task: one generation on a provider, made by client:submit or client:task(id).
+--
+-- Fields: id, provider, status ("queued" | "running" | "succeeded" | "failed" |
+-- "canceled"), raw (the provider's last answer), video_url, cover_url, cost, error (an err
+-- table when failed), queue_position, logs, progress, and whatever state the driver keeps
+-- (status_url, ...). The client is task.client; the API key is never on the task.
+local errors = require("vidu.errors")
+
+local Task = {}
+Task.__index = Task
+
+local TERMINAL = { succeeded = true, failed = true, canceled = true }
+
+-- Names task:wait accepts.
+local WAIT_OPTS = { timeout = true, on_update = true, cancel_on_timeout = true, poll = true }
+local POLL_FIELDS = { first = true, max = true, factor = true }
+
+--- Makes a task from a driver's fields (submit's or attach's answer).
+function Task.new(client, fields)
+  if type(fields) ~= "table" or fields.id == nil then
+    error("vidu: driver " .. tostring(client.provider) .. " returned a task without an id", 3)
+  end
+  local task = setmetatable({}, Task)
+  for k, v in pairs(fields) do task[k] = v end
+  task.id = tostring(fields.id)
+  task.provider = client.provider
+  task.client = client
+  task.status = fields.status or "queued"
+  return task
+end
+
+function Task.__tostring(task)
+  return string.format("vidu.task<%s %s: %s>", tostring(task.provider), tostring(task.id),
+    tostring(task.status))
+end
+
+--- True when the task has finished (succeeded, failed or canceled).
+function Task:done()
+  return TERMINAL[self.status] == true
+end
+
+-- What on_update cares about, to tell whether a poll changed anything.
+local function snapshot(task)
+  local logs = task.logs
+  return { task.status, task.queue_position, type(logs) == "table" and #logs or logs,
+    task.progress }
+end
+
+local function changed(a, b)
+  for i = 1, 4 do if a[i] ~= b[i] then return true end end
+  return false
+end
+
+--- Polls the provider once and updates the task: true | nil, err.
+function Task:refresh()
+  local client = self.client
+  local ok, err = client.driver.poll(client, self)
+  if not ok then
+    if errors.is(err) and err.task_id == nil then err.task_id = self.id end
+    return nil, err
+  end
+  return true
+end
+
+-- The outcome of a finished task, as task:wait returns it.
+function Task:_outcome()
+  if self.status == "succeeded" then return true end
+  if self.status == "canceled" then
+    return nil, errors.new{
+      kind = "canceled", provider = self.provider, task_id = self.id,
+      message = "the task was canceled",
+    }
+  end
+  local e = self.error
+  if errors.is(e) then
+    if e.task_id == nil then e.task_id = self.id end
+    return nil, e
+  end
+  return nil, errors.new{
+    kind = "failed", provider = self.provider, task_id = self.id,
+    code = type(e) == "table" and e.code or nil,
+    message = type(e) == "table" and e.message and tostring(e.message)
+      or (e ~= nil and tostring(e)) or "the generation failed",
+  }
+end
+
+--- Waits until the task finishes, polling with backoff: true | nil, err.
+-- opts: timeout (s; default none), on_update = function(task) (called when status,
+-- queue_position, logs or progress change), cancel_on_timeout (cancel where the provider
+-- can, when the timeout passes), poll = { first, max, factor } (seconds before the first
+-- poll, the longest gap, the growth per poll; default the client's, from the driver).
+-- err.kind: "failed", "moderated", "canceled", "timeout", or a poll error that retries did
+-- not cure (the task may still run: re-attach later with client:task(task.id)).
+function Task:wait(opts)
+  opts = opts or {}
+  if type(opts) ~= "table" then error("task:wait expects a table of options", 2) end
+  for k in pairs(opts) do
+    if not WAIT_OPTS[k] then error("task:wait: unknown option " .. tostring(k), 2) end
+  end
+  if opts.on_update ~= nil and type(opts.on_update) ~= "function" then
+    error("task:wait: on_update must be a function", 2)
+  end
+  if opts.timeout ~= nil and type(opts.timeout) ~= "number" then
+    error("task:wait: timeout must be a number of seconds", 2)
+  end
+  local client = self.client
+  local first, max, factor = client.poll.first, client.poll.max, client.poll.factor
+  if opts.poll then
+    for k, v in pairs(opts.poll) do
+      if not POLL_FIELDS[k] then error("task:wait: unknown poll option " .. tostring(k), 2) end
+      if type(v) ~= "number" or v <= 0 then
+        error("task:wait: poll." .. k .. " must be a positive number", 2)
+      end
+    end
+    first = opts.poll.first or first
+    max = opts.poll.max or max
+    factor = opts.poll.factor or factor
+  end
+  if self:done() then return self:_outcome() end
+
+  local sched = client.scheduler
+  local deadline = opts.timeout and sched:time() + opts.timeout
+  local delay = first
+  local on_update = opts.on_update
+  while true do
+    local last = false
+    if deadline then
+      local remaining = deadline - sched:time()
+      if remaining <= delay then
+        -- Sleep to the deadline and look one last time before calling it a timeout.
+        delay = remaining > 0 and remaining or 0
+        last = true
+      end
+    end
+    sched:sleep(delay)
+    local before = snapshot(self)
+    local ok, err = self:refresh()
+    if not ok then return nil, err end
+    if on_update and changed(before, snapshot(self)) then on_update(self) end
+    if self:done() then return self:_outcome() end
+    if last then return self:_timed_out(opts) end
+    delay = delay * factor
+    if delay > max then delay = max end
+  end
+end
+
+function Task:_timed_out(opts)
+  local err = errors.new{
+    kind = "timeout", provider = self.provider, task_id = self.id, retryable = true,
+    message = string.format("the task did not finish within %g s (status %s)",
+      opts.timeout, tostring(self.status)),
+  }
+  if opts.cancel_on_timeout then
+    local ok, cerr = self:cancel()
+    if ok then
+      err.message = err.message .. "; it was canceled"
+    else
+      err.message = err.message .. "; cancel failed: " .. tostring(cerr and cerr.message) ..
+        " (it may still run: re-attach with client:task(id))"
+      err.cause = cerr
+    end
+  else
+    err.message = err.message .. "; it is still running: wait again or re-attach with" ..
+      " client:task(id)"
+  end
+  return nil, err
+end
+
+--- Asks the provider to cancel the task: true | nil, err (kind "unsupported" when the
+-- provider has no cancel).
+function Task:cancel()
+  local client = self.client
+  local cancel = client.driver.cancel
+  if not cancel then
+    return nil, errors.new{
+      kind = "unsupported", provider = self.provider, task_id = self.id,
+      message = tostring(self.provider) .. " offers no way to cancel a task",
+    }
+  end
+  local ok, err = cancel(client, self)
+  if not ok then
+    if errors.is(err) and err.task_id == nil then err.task_id = self.id end
+    return nil, err
+  end
+  return true
+end
+
+local counter = 0
+
+-- A name for the temporary file beside `path` that no other download in this process or
+-- another is using.
+local function temp_name(path)
+  counter = counter + 1
+  local salt = tostring({}):match("0x(%x+)") or tostring(counter)
+  return string.format("%s.part-%x%x-%s-%d", path, os.time(), math.random(0, 0xffffff), salt,
+    counter)
+end
+
+--- Downloads the video to `path`: true | nil, err. It is streamed into a temporary file
+-- beside the target (path .. ".part-<random>") and renamed into place only when complete,
+-- so `path` never holds half a video; the temporary file is removed on failure.
+-- opts: on_progress = function(bytes, total), on_update = function(task, bytes, total),
+-- timeout (s, default the client's download_timeout), url (another http(s) URL of this
+-- task, e.g. task.cover_url).
+function Task:download(path, opts)
+  if type(path) ~= "string" or path == "" then
+    error("task:download expects a file path", 2)
+  end
+  opts = opts or {}
+  local url = opts.url or self.video_url
+  if type(url) ~= "string" then
+    return nil, errors.new{
+      kind = "invalid", provider = self.provider, task_id = self.id, field = "video_url",
+      message = "the task has no video URL yet (status " .. tostring(self.status) ..
+        "): wait for it to succeed first",
+    }
+  end
+  if not url:match("^[Hh][Tt][Tt][Pp][Ss]?://") then
+    return nil, errors.new{
+      kind = "invalid", provider = self.provider, task_id = self.id, field = "video_url",
+      limit = "http(s)", message = "only http(s) URLs are downloaded: " .. url:sub(1, 60),
+    }
+  end
+  local on_progress
+  if opts.on_progress or opts.on_update then
+    local p, u = opts.on_progress, opts.on_update
+    on_progress = function(bytes, total)
+      if p then p(bytes, total) end
+      if u then u(self, bytes, total) end
+    end
+  end
+  local tmp = temp_name(path)
+  -- auth = false: video URLs are pre-signed links on a CDN; the key must not go there.
+  local resp, err = self.client:request{
+    method = "GET", url = url, output = tmp, auth = false, idempotent = true,
+    timeout = opts.timeout, on_progress = on_progress,
+  }
+  if not resp then
+    os.remove(tmp)
+    if errors.is(err) and err.task_id == nil then err.task_id = self.id end
+    return nil, err
+  end
+  local ok, rerr = os.rename(tmp, path)
+  if not ok then
+    os.remove(tmp)
+    return nil, errors.new{
+      kind = "io", provider = self.provider, task_id = self.id,
+      message = "could not move the download into place: " .. tostring(rerr),
+    }
+  end
+  return true
+end
+
+return Task
