@@ -331,7 +331,11 @@ function Conn:dispatch(req)
   self.res = res
   local ok, err = xpcall(function() return srv.handler(req, res) end, debug.traceback)
   if not ok then
-    io.stderr:write("vidu.emulator.http: handler error: ", tostring(err), "\n")
+    if srv.on_error then
+      srv.on_error(err, req)
+    else
+      io.stderr:write("vidu.emulator.http: handler error: ", tostring(err), "\n")
+    end
     if not res.started then
       res:send(500, { ["Content-Type"] = "text/plain" }, "internal error in emulator handler\n")
     elseif not res.done then
@@ -594,13 +598,14 @@ function Server:connections()
 end
 
 --- Create a listening server. opts: host, port (0 = free port), handler(req, res),
--- backlog (default 4096), max_body.
+-- backlog (default 4096), max_body, on_error(err, req) (a handler raised; default: stderr).
 function M.server(opts)
   assert(type(opts) == "table", "http.server{...} expects a table")
   assert(type(opts.handler) == "function", "http.server needs a handler function")
   local srv = setmetatable({
     host = opts.host or "127.0.0.1", handler = opts.handler, conns = {}, nconns = 0,
     timers = {}, requests = 0, accepted = 0, max_body = opts.max_body or M.MAX_BODY,
+    on_error = opts.on_error,
   }, Server)
   srv.tcp = uv.new_tcp()
   local ok, err = srv.tcp:bind(srv.host, opts.port or 0)
