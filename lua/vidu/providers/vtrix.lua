@@ -109,8 +109,16 @@ local function task_error(j, id)
   if code == 0 then code = nil end
   local msg = str(e.message) or str(e.error_message) or str(j.error)
   local known = type(code) == "number" and CODES[code]
+  -- Vtrix documents no moderation code: a refusal arrives as 8008003098 "generation failed"
+  -- whose text names the moderation, so the text decides.
+  local kind = "failed"
+  local lower = (msg or ""):lower()
+  if lower:find("moderat", 1, true) or lower:find("nsfw", 1, true)
+    or lower:find("sensitive", 1, true) or lower:find("content policy", 1, true) then
+    kind = "moderated"
+  end
   return errors.new{
-    kind = "failed", provider = "vtrix", code = code, task_id = id,
+    kind = kind, provider = "vtrix", code = code, task_id = id,
     retryable = code == 8008003099 or nil,
     message = "generation failed" .. (known and (" (" .. known .. ")") or "")
       .. (msg and (": " .. msg) or ""),
