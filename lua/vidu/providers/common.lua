@@ -112,6 +112,21 @@ function common.poll_entry(schedule, fn)
   return setmetatable(t, { __call = function(_, client, task) return fn(client, task) end })
 end
 
+--- Raises unless every key of `opts` is in `allowed` (re-attach options are few; a typo
+-- should not pass silently).
+function common.check_attach(provider, id, opts, allowed)
+  if type(id) ~= "string" or id == "" then
+    error("vidu " .. provider .. ": task id must be a non-empty string", 0)
+  end
+  if opts == nil then return end
+  if type(opts) ~= "table" then error("vidu " .. provider .. ": attach options must be a table", 0) end
+  for k in pairs(opts) do
+    if not (allowed and allowed[k]) then
+      error("vidu " .. provider .. ": unknown re-attach option '" .. tostring(k) .. "'", 0)
+    end
+  end
+end
+
 --- The first element of a JSON array, when it is one.
 function common.first(v)
   v = common.tab(v)

@@ -267,9 +267,7 @@ end
 --- Re-attaches to a request by id. opts.model (default the q1 model) gives owner/app, which
 -- is all the status/result/cancel URLs use.
 function fal.attach(client, id, opts)
-  if type(id) ~= "string" or id == "" then
-    error("vidu fal: request id must be a non-empty string", 0)
-  end
+  common.check_attach("fal", id, opts, { model = true })
   local model = opts and opts.model or fal.default_model
   if type(model) ~= "string" then error("vidu fal: option 'model' must be a string", 0) end
   local s, r, c = build_urls(client.base_url or fal.default_base_url, model, id)

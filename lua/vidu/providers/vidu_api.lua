@@ -225,10 +225,8 @@ function vidu_api.new(cfg)
   driver.poll = common.poll_entry(driver.poll_defaults, poll_task)
 
   --- Re-attaches to a task by id: Vidu's URLs are built from the id alone.
-  function driver.attach(_, id)
-    if type(id) ~= "string" or id == "" then
-      error("vidu " .. name .. ": task id must be a non-empty string", 0)
-    end
+  function driver.attach(_, id, opts)
+    common.check_attach(name, id, opts)
     return { id = id, status = "queued" }
   end
 

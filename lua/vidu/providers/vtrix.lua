@@ -207,10 +207,8 @@ local function poll_task(client, task)
 end
 
 --- Re-attaches to a task by id.
-function vtrix.attach(_, id)
-  if type(id) ~= "string" or id == "" then
-    error("vidu vtrix: task id must be a non-empty string", 0)
-  end
+function vtrix.attach(_, id, opts)
+  common.check_attach("vtrix", id, opts)
   return { id = id, status = "queued" }
 end
 

@@ -187,10 +187,8 @@ local function poll_task(client, task)
 end
 
 --- Re-attaches to a prediction by id.
-function wavespeed.attach(_, id)
-  if type(id) ~= "string" or id == "" then
-    error("vidu wavespeed: task id must be a non-empty string", 0)
-  end
+function wavespeed.attach(_, id, opts)
+  common.check_attach("wavespeed", id, opts)
   return { id = id, status = "queued" }
 end
 
