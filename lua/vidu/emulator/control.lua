@@ -124,7 +124,7 @@ function M.handle(app, req, res)
     end
     return answer(app, res, 200, { deliveries = list })
   elseif sub == "health" then
-    return answer(app, res, 200, { ok = true, url = app.url, tasks = app.tasks.count,
+    return answer(app, res, 200, { ok = true, url = app.url, tasks = app.tasks.count, dir = app.dir,
       connections = app.server:connections(), requests = app.server.requests,
       ffmpeg = app.media.ffmpeg ~= nil, ffmpeg_runs = app.media.runs, signing = app.signing_key ~= nil })
   end
