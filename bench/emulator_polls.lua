@@ -75,8 +75,8 @@ while true do
   if engine:pending() == 0 then break end
 end
 local elapsed = core.now() - t0
-print(string.format("emulator status polls: %d in %.2f s over %d keep-alive connections = %.0f polls/s (%d failed)",
-  n, elapsed, CONNS, n / elapsed, bad))
+print(string.format("emulator status polls: %d in %.2f s over %d keep-alive connections = %.0f polls/s "
+  .. "(%d failed)", n, elapsed, CONNS, n / elapsed, bad))
 
 -- Thousands of idle connections held open at once.
 local clients, connected, failed = {}, 0, 0
@@ -94,7 +94,7 @@ while connected + failed < HOLD and core.now() < wait_until do
   uv.sleep(1)
 end
 -- The emulator accepts asynchronously; ask it until it has counted them all.
-local held = 0
+local held
 wait_until = core.now() + 30
 repeat
   local r = blocking{ url = url .. "/_emulator/health" }

@@ -67,7 +67,8 @@ end
 
 setup(function()
   engine = core.engine{}
-  srv = assert(http.server{ port = 0, max_body = 1024 * 1024, on_error = function() end, handler = function(req, res)
+  srv = assert(http.server{ port = 0, max_body = 1024 * 1024, on_error = function() end,
+    handler = function(req, res)
     seen[#seen + 1] = req
     local p = req.path
     if p == "/echo" then
@@ -124,7 +125,8 @@ describe("emulator http server", function()
   end)
 
   it("parses query strings and headers", function()
-    exchange("POST /echo?a=1&b=two+words&c=%41 HTTP/1.1\r\nHost: t\r\nX-Custom:  spaced  \r\nx-custom: again\r\n"
+    exchange("POST /echo?a=1&b=two+words&c=%41 HTTP/1.1\r\nHost: t\r\n"
+      .. "X-Custom:  spaced  \r\nx-custom: again\r\n"
       .. "Content-Length: 3\r\n\r\nabc", function(b) return b:find("abc", 1, true) end)
     local req = seen[1]
     assert.are.equal("POST", req.method)
@@ -191,6 +193,7 @@ describe("emulator http server", function()
     assert.matches("Connection: close", out)
     out, closed = exchange("GET /echo HTTP/1.0\r\n\r\n")
     assert.is_true(closed)
+    assert.matches("^HTTP/1%.1 200", out)
     out, closed = exchange("GET /close HTTP/1.1\r\n\r\n")
     assert.is_true(closed)
     assert.matches("bye$", out)

@@ -69,7 +69,8 @@ local function openssl_ed25519_verify(raw_pub, msg, sig)
   local der = fromhex("302a300506032b6570032100") .. raw_pub
   local pem = "-----BEGIN PUBLIC KEY-----\n" .. core.b64encode(der) .. "\n-----END PUBLIC KEY-----\n"
   local kp, mp, sp = write_tmp(pem), write_tmp(msg), write_tmp(sig)
-  local _, ok = run("openssl pkeyutl -verify -pubin -inkey " .. kp .. " -rawin -in " .. mp .. " -sigfile " .. sp
+  local _, ok = run("openssl pkeyutl -verify -pubin -inkey " .. kp .. " -rawin -in " .. mp
+    .. " -sigfile " .. sp
     .. " >/dev/null 2>&1")
   os.remove(kp); os.remove(mp); os.remove(sp)
   return ok
@@ -128,7 +129,7 @@ before_each(function()
 end)
 
 describe("emulator webhooks", function()
-  it("Vidu: POSTs processing and success to callback_url, signed with HMAC-SHA256 X-HMAC-* headers", function()
+  it("Vidu: POSTs processing and success to callback_url, signed with HMAC-SHA256 X-HMAC-*", function()
     local key = "vidu-token-123"
     emu:next{ seconds = 0.3 }
     local cb = receiver.url .. "/vidu/callback?name=james&age=36"
@@ -160,10 +161,11 @@ describe("emulator webhooks", function()
     assert.is_string(body.creations[1].url)
   end)
 
-  it("WaveSpeed: signs \"{id}.{timestamp}.{body}\" with the key's secret as webhook-signature: v3,<hex>", function()
+  it("WaveSpeed: signs \"{id}.{timestamp}.{body}\" with the key's secret (v3,<hex>)", function()
     local auth = "Bearer ws-key"
     emu:next{ seconds = 0.2 }
-    local r = call("POST", "/api/v3/vidu/image-to-video-2.0?webhook=" .. http.escape(receiver.url .. "/ws"), auth,
+    local r = call("POST", "/api/v3/vidu/image-to-video-2.0?webhook=" .. http.escape(receiver.url
+      .. "/ws"), auth,
       { image = DATA_URI, prompt = "x" })
     assert.are.equal(200, r.status, r.body)
     local id = r.json.data.id
@@ -183,7 +185,8 @@ describe("emulator webhooks", function()
 
   it("fal: signs with Ed25519, verifiable with the key from /.well-known/jwks.json", function()
     emu:next{ seconds = 0.2 }
-    local r = call("POST", "/fal-ai/vidu/q1/image-to-video?fal_webhook=" .. http.escape(receiver.url .. "/fal"),
+    local r = call("POST", "/fal-ai/vidu/q1/image-to-video?fal_webhook=" .. http.escape(receiver.url
+      .. "/fal"),
       "Key kid:ksecret", { prompt = "x", image_url = DATA_URI })
     assert.are.equal(200, r.status, r.body)
     local id = r.json.request_id
@@ -221,7 +224,8 @@ describe("emulator webhooks", function()
     answers = { 500, 503 }
     emu:next{ seconds = 0.1 }
     local r = call("POST", "/model/v1/generation", "Bearer vt", { model = "viduq1_img2video",
-      input = { { params = { images = { DATA_URI }, prompt = "x", callback_url = receiver.url .. "/vt" } } } })
+      input = { { params = { images = { DATA_URI }, prompt = "x", callback_url = receiver.url
+        .. "/vt" } } } })
     assert.are.equal(200, r.status, r.body)
     local q = pump_until(function() return received[3] end)
     assert.is_table(q, "no third attempt")

@@ -14,6 +14,7 @@
 --
 -- The child runs with $VIDU_LUA (the interpreter the Makefile names), else lua5.4, and exits by
 -- itself when this process goes away.
+-- luacheck: ignore 212/self
 local core = require("vidu.core")
 local cjson = require("cjson")
 local ejson = require("vidu.emulator.json")

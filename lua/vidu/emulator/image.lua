@@ -122,7 +122,8 @@ local function webp_info(s)
   local kind = s:sub(13, 16)
   if kind == "VP8 " and #s >= 30 then
     if s:sub(24, 26) ~= "\157\001\042" then return nil, "corrupt WebP: bad VP8 frame" end
-    return { format = "webp", mime = "image/webp", width = u16le(s, 27) % 16384, height = u16le(s, 29) % 16384 }
+    return { format = "webp", mime = "image/webp",
+      width = u16le(s, 27) % 16384, height = u16le(s, 29) % 16384 }
   elseif kind == "VP8L" and #s >= 25 then
     if s:byte(21) ~= 0x2F then return nil, "corrupt WebP: bad VP8L signature" end
     local b1, b2, b3, b4 = s:byte(22, 25)

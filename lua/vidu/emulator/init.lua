@@ -4,6 +4,7 @@
 --   local emulator = require("vidu.emulator")
 --   local app = assert(emulator.start{ port = 0, seed = 1, config = { polls = 2 } })
 --   print(app.url); require("luv").run()
+-- luacheck: ignore 212/self
 local uv = require("luv")
 local http = require("vidu.emulator.http")
 local json = require("vidu.emulator.json")
@@ -197,7 +198,8 @@ function App:handle(req, res)
       return res:hang()
     elseif kind == "html_502" then
       entry.status = fault.status
-      return res:send(fault.status, { ["Content-Type"] = "text/html", Server = "nginx" }, fault.body or faults.HTML_502)
+      return res:send(fault.status, { ["Content-Type"] = "text/html", Server = "nginx" },
+        fault.body or faults.HTML_502)
     elseif kind == "status" then
       entry.status = fault.status
       local extra = util.copy(fault.headers)

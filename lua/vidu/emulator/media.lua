@@ -3,6 +3,7 @@
 -- images, and files clients uploaded. One video per (image, duration, amplitude), made
 -- asynchronously and at most `max_jobs` ffmpeg processes at a time, so a thousand tasks from one
 -- image cost one ffmpeg run and the server never blocks.
+-- luacheck: ignore 212/self
 local uv = require("luv")
 local proc = require("vidu.emulator.proc")
 local image = require("vidu.emulator.image")

@@ -27,7 +27,8 @@ M.to_pattern = to_pattern
 --- Add a route for a path template.
 function M:add(method, template, fn)
   local seg = template:match("^/([^/{]*)/") or template:match("^/([^/{]*)$")
-  local r = { method = method, pattern = to_pattern(template), fn = fn, captures = template:find("{}", 1, true) }
+  local r = { method = method, pattern = to_pattern(template), fn = fn,
+    captures = template:find("{}", 1, true) }
   local list = seg and seg ~= "" and self.buckets[seg] or self.any
   if seg and seg ~= "" and not self.buckets[seg] then
     list = {}

@@ -1,5 +1,6 @@
 --- The task store and how tasks progress: created -> queued -> running -> outcome, after N
 -- polls or T seconds (run-level config, a one-shot "next" override, or per task).
+-- luacheck: ignore 212/self
 local uv = require("luv")
 local util = require("vidu.emulator.util")
 

@@ -59,7 +59,8 @@ local function validate(app, b)
   end
   local got
   if b.prompt == nil then add("prompt", "Field required", "missing")
-  elseif type(b.prompt) ~= "string" then add("prompt", "Input should be a valid string", "string_type", nil, b.prompt)
+  elseif type(b.prompt) ~= "string" then
+    add("prompt", "Input should be a valid string", "string_type", nil, b.prompt)
   elseif image.char_len(b.prompt) > 1500 then
     add("prompt", "String should have at most 1500 characters", "string_too_long", { max_length = 1500 })
   end
@@ -70,10 +71,12 @@ local function validate(app, b)
     got, why, msg = app.media:resolve(b.image_url)
     if not got then
       if why == "missing" or why == "invalid" then
-        add("image_url", "Failed to download the file. Please check if the URL is accessible. (" .. msg .. ")",
+        add("image_url",
+          "Failed to download the file. Please check if the URL is accessible. (" .. msg .. ")",
           "file_download_error", nil, b.image_url:sub(1, 200))
       else
-        add("image_url", "Failed to load the image. Please ensure the image file is not corrupted and is in a "
+        add("image_url",
+          "Failed to load the image. Please ensure the image file is not corrupted and is in a "
           .. "supported format. (" .. msg .. ")", "image_load_error")
       end
     elseif got.info then
@@ -108,7 +111,9 @@ local function logs_for(task, stage)
   if stage ~= "created" and stage ~= "queued" then
     add("Starting video generation", task.running_at or t0)
     if stage == "succeeded" then add("Video generation completed", task.finished_at or util.now()) end
-    if stage == "failed" or stage == "moderated" then add("Video generation failed", task.finished_at or util.now()) end
+    if stage == "failed" or stage == "moderated" then
+      add("Video generation failed", task.finished_at or util.now())
+    end
   end
   return l
 end
@@ -123,18 +128,20 @@ local function status_body(app, task, stage, with_logs)
   if b.status == "COMPLETED" then
     b.metrics = { inference_time = (task.finished_at or util.now()) - (task.running_at or task.created_wall) }
     if stage == "failed" then b.error, b.error_type = "Video generation failed", "downstream_service_error"
-    elseif stage == "moderated" then b.error, b.error_type = "Content policy violation", "content_policy_violation"
+    elseif stage == "moderated" then b.error, b.error_type = "Content policy violation",
+      "content_policy_violation"
     elseif stage == "canceled" then b.error, b.error_type = "Request was cancelled", "request_cancelled" end
   end
   return b
 end
 
 -- The result: status and body.
-local function result(app, task, stage)
+local function result(_, task, stage)
   if stage == "succeeded" then
     return 200, { video = { url = task.video_url, content_type = "video/mp4", file_name = "output.mp4" } }
   elseif stage == "failed" then
-    return 500, { detail = json.array({ { loc = json.array({ "body" }), msg = "Video generation failed. Please try again.",
+    return 500, { detail = json.array({ { loc = json.array({ "body" }),
+      msg = "Video generation failed. Please try again.",
       type = "downstream_service_error" } }) }
   elseif stage == "moderated" then
     return 422, { detail = json.array({ { loc = json.array({ "body", "prompt" }),
@@ -207,7 +214,8 @@ function P.routes(app, r)
     if not key then return end
     local b = json.decode(req.body)
     if type(b) ~= "table" or b[1] ~= nil then
-      return detail(app, res, 422, { { loc = json.array({ "body" }), msg = "Input should be a valid dictionary",
+      return detail(app, res, 422, { { loc = json.array({ "body" }),
+        msg = "Input should be a valid dictionary",
         type = "dict_type" } })
     end
     local hook = req.params.fal_webhook

@@ -57,7 +57,8 @@ function M.make(opts)
         message = message or "invalid token", type = "new_api_error", code = "invalid_api_key" } })
     end
     return { ["Content-Type"] = "application/json" }, json.encode({
-      code = status, reason = reason or REASONS[status] or (status >= 500 and "InternalServiceFailure" or "BadRequest"),
+      code = status,
+      reason = reason or REASONS[status] or (status >= 500 and "InternalServiceFailure" or "BadRequest"),
       message = message or "", metadata = { trace_id = app:new_id("hex", 32) } })
   end
 
@@ -92,10 +93,13 @@ function M.make(opts)
     if type(b.model) ~= "string" then return nil, 400, "FieldInvalid", "model must be a string" end
     local rule = rules[b.model]
     if not rule then
-      return nil, 400, "FieldInvalid", "model: unsupported value \"" .. b.model .. "\", accepted: " .. keys_sorted(rules)
+      return nil, 400, "FieldInvalid", "model: unsupported value \"" .. b.model .. "\", accepted: "
+        .. keys_sorted(rules)
     end
     if b.images == nil then return nil, 400, "FieldLacking", "images is required" end
-    if type(b.images) ~= "table" then return nil, 400, "FieldInvalid", "images must be an array of strings" end
+    if type(b.images) ~= "table" then
+      return nil, 400, "FieldInvalid", "images must be an array of strings"
+    end
     if #b.images ~= 1 then
       return nil, 400, "FieldItemCountOutOfRange", "images: exactly 1 image is accepted, got " .. #b.images
     end
@@ -143,7 +147,8 @@ function M.make(opts)
     local resolution = allowed.default
     if b.resolution ~= nil then
       if type(b.resolution) ~= "string" or not util.one_of(b.resolution, allowed) then
-        return nil, 400, "FieldInvalid", string.format("resolution %s is not supported by %s at %ds (accepted: %s)",
+        return nil, 400, "FieldInvalid",
+          string.format("resolution %s is not supported by %s at %ds (accepted: %s)",
           tostring(b.resolution), b.model, duration, table.concat(allowed, ", "))
       end
       resolution = b.resolution
@@ -178,7 +183,9 @@ function M.make(opts)
     local wm = 3
     if b.wm_position ~= nil then
       wm = util.as_int(b.wm_position, true)
-      if not wm or wm < 1 or wm > 4 then return nil, 400, "FieldInvalid", "wm_position must be 1, 2, 3 or 4" end
+      if not wm or wm < 1 or wm > 4 then
+        return nil, 400, "FieldInvalid", "wm_position must be 1, 2, 3 or 4"
+      end
     end
     return {
       model = b.model, images = json.array({ img }), prompt = b.prompt or "", duration = duration,
@@ -190,7 +197,7 @@ function M.make(opts)
   end
 
   -- The GET creations body (also the callback body).
-  local function creations_body(app, task, stage)
+  local function creations_body(_, task, stage)
     local creations = json.array()
     if stage == "succeeded" then
       local c = { id = task.creation_id, url = task.video_url, cover_url = task.cover_url }
@@ -208,7 +215,9 @@ function M.make(opts)
     local key = authorize(app, req, res)
     if not key then return end
     local b = json.decode(req.body)
-    if type(b) ~= "table" then return fail(app, res, 400, "BadRequest", "request body must be a JSON object") end
+    if type(b) ~= "table" then
+      return fail(app, res, 400, "BadRequest", "request body must be a JSON object")
+    end
     local input, status, reason, message = validate(app, b)
     if not input then return fail(app, res, status, reason, message) end
     local got = status
@@ -264,7 +273,7 @@ function M.make(opts)
 
   -- The Vidu callback signature over the callback URL's path and query.
   local function signer(app, task)
-    return function(body, cb)
+    return function(_, cb)
       local _, _, target = require("vidu.emulator.client").parse_url(task.callback_url)
       local path, query = (target or "/"):match("^([^?]*)%??(.*)$")
       local date = os.date("!%a, %d %b %Y %H:%M:%S GMT")
@@ -293,7 +302,9 @@ function M.make(opts)
   function P.routes(app, r)
     local base = opts.base
     r:add("POST", base .. "/img2video", function(req, res) return submit(app, req, res) end)
-    r:add("GET", base .. "/tasks/{}/creations", function(req, res, id) return creations(app, req, res, id) end)
+    r:add("GET", base .. "/tasks/{}/creations", function(req, res, id)
+      return creations(app, req, res, id)
+    end)
     if opts.cancel then
       r:add("POST", base .. "/tasks/{}/cancel", function(req, res, id) return cancel(app, req, res, id) end)
     end
@@ -301,7 +312,9 @@ function M.make(opts)
           r:add("POST", "/tools/v2/files/uploads", function(req, res)
         if not authorize(app, req, res) then return end
         local b = json.decode(req.body)
-        if type(b) ~= "table" then return fail(app, res, 400, "BadRequest", "request body must be a JSON object") end
+        if type(b) ~= "table" then
+          return fail(app, res, 400, "BadRequest", "request body must be a JSON object")
+        end
         if b.scene == nil then return fail(app, res, 400, "FieldLacking", "scene is required") end
         if b.scene ~= "vidu" then return fail(app, res, 400, "FieldInvalid", "scene must be \"vidu\"") end
         local id, put_url = uploads.reserve(app, { provider = "vidu" })

@@ -22,7 +22,8 @@ end
 
 function P.error_body(_, status, message, code)
   if status == 503 then code = code or E_UNAVAILABLE end
-  return { ["Content-Type"] = "application/json" }, json.encode(error_json(code or status, message or "error"))
+  return { ["Content-Type"] = "application/json" }, json.encode(error_json(code or status,
+    message or "error"))
 end
 
 local function fail(app, res, status, code, message)
@@ -33,7 +34,8 @@ end
 local function authorize(app, req, res)
   local key, why = util.auth_key(req, "Bearer")
   if not key then
-    fail(app, res, 401, 401, why == "missing" and "missing Authorization header" or "invalid Authorization header")
+    fail(app, res, 401, 401,
+      why == "missing" and "missing Authorization header" or "invalid Authorization header")
     return nil
   end
   if not util.key_ok(app.config, "vtrix", key) then
@@ -64,7 +66,9 @@ local function validate(app, b)
   if not params then return nil, E_INVALID_PARAM, "Invalid parameter value: " .. model end
   if model ~= MODEL then return nil, E_INVALID_PARAM, "Invalid parameter value: model must be " .. MODEL end
   local imgs = params.images
-  if imgs == nil or (type(imgs) == "table" and #imgs == 0) then return nil, E_MISSING_IMAGE, "Missing image" end
+  if imgs == nil or (type(imgs) == "table" and #imgs == 0) then
+    return nil, E_MISSING_IMAGE, "Missing image"
+  end
   if type(imgs) ~= "table" or #imgs ~= 1 or type(imgs[1]) ~= "string" then
     return nil, E_INVALID_PARAM, "Invalid parameter value: images must hold exactly 1 image"
   end
@@ -74,18 +78,23 @@ local function validate(app, b)
     if #got.bytes > 50 * 1024 * 1024 then return nil, E_INVALID_IMAGE, "Invalid image: larger than 50MB" end
     local w, h = got.info.width, got.info.height
     if w == 0 or h == 0 or w / h > 4 or h / w > 4 then
-      return nil, E_INVALID_IMAGE, string.format("Invalid image: aspect ratio %dx%d is outside 1:4 .. 4:1", w, h)
+      return nil, E_INVALID_IMAGE,
+        string.format("Invalid image: aspect ratio %dx%d is outside 1:4 .. 4:1", w, h)
     end
   end
   local function bad(what) return nil, E_INVALID_PARAM, "Invalid parameter value: " .. what end
   if params.prompt ~= nil and (type(params.prompt) ~= "string" or image.char_len(params.prompt) > 2000) then
     return bad("prompt must be a string of at most 2000 characters")
   end
-  if params.duration ~= nil and util.as_int(params.duration, true) ~= 5 then return bad("duration must be 5") end
+  if params.duration ~= nil and util.as_int(params.duration, true) ~= 5 then
+    return bad("duration must be 5")
+  end
   if params.resolution ~= nil and params.resolution ~= "1080p" then return bad("resolution must be 1080p") end
   local amp = params.movement_amplitude
   if amp == nil then amp = "auto" end
-  if not util.one_of(amp, AMPLITUDES) then return bad("movement_amplitude must be auto, small, medium or large") end
+  if not util.one_of(amp, AMPLITUDES) then
+    return bad("movement_amplitude must be auto, small, medium or large")
+  end
   if params.seed ~= nil and not util.as_int(params.seed, true) then return bad("seed must be an integer") end
   for _, f in ipairs({ "audio", "is_rec", "bgm", "off_peak", "watermark" }) do
     if params[f] ~= nil and type(params[f]) ~= "boolean" then return bad(f .. " must be a boolean") end
@@ -135,7 +144,9 @@ function P.routes(app, r)
     local key = authorize(app, req, res)
     if not key then return end
     local b = json.decode(req.body)
-    if type(b) ~= "table" then return fail(app, res, 400, E_INVALID_PARAM, "Invalid parameter value: body must be a JSON object") end
+    if type(b) ~= "table" then
+      return fail(app, res, 400, E_INVALID_PARAM, "Invalid parameter value: body must be a JSON object")
+    end
     local input, code, msg = validate(app, b)
     if not input then return fail(app, res, 400, code, msg) end
     local got = code

@@ -73,11 +73,15 @@ local function validate(app, b)
   end
   local amp = b.movement_amplitude
   if amp == nil then amp = "auto" end
-  if not util.one_of(amp, AMPLITUDES) then return nil, "movement_amplitude must be one of auto, small, medium, large" end
+  if not util.one_of(amp, AMPLITUDES) then
+    return nil, "movement_amplitude must be one of auto, small, medium, large"
+  end
   local seed = -1
   if b.seed ~= nil then
     seed = util.as_int(b.seed)
-    if not seed or seed < -1 or seed > 2147483647 then return nil, "seed must be an integer in -1 ~ 2147483647" end
+    if not seed or seed < -1 or seed > 2147483647 then
+      return nil, "seed must be an integer in -1 ~ 2147483647"
+    end
   end
   if b.enable_sync_mode ~= nil and type(b.enable_sync_mode) ~= "boolean" then
     return nil, "enable_sync_mode must be a boolean"
@@ -99,7 +103,9 @@ local function data_for(app, task, stage)
     nsfw[1] = true
   end
   local inference = 0
-  if task.finished_at and task.running_at then inference = math.floor((task.finished_at - task.running_at) * 1000) end
+  if task.finished_at and task.running_at then
+    inference = math.floor((task.finished_at - task.running_at) * 1000)
+  end
   return { id = task.id, model = MODEL, outputs = outputs, urls = { get = result_url(app, task.id) },
     has_nsfw_contents = nsfw, status = STATUS[stage], created_at = util.iso_time(task.created_wall),
     error = TASK_ERROR[stage] or "", code = TASK_CODE[stage] or 0, timings = { inference = inference } }
@@ -121,7 +127,8 @@ local function signer(app, task)
     local secret = secret_for(app, task.key):gsub("^whsec_", "")
     sign.hmac_sha256(secret, task.id .. "." .. ts .. "." .. body, function(raw, err)
       if not raw then return cb(nil, err) end
-      cb({ ["webhook-id"] = task.id, ["webhook-timestamp"] = ts, ["webhook-signature"] = "v3," .. sign.tohex(raw) })
+      cb({ ["webhook-id"] = task.id, ["webhook-timestamp"] = ts, ["webhook-signature"] = "v3,"
+        .. sign.tohex(raw) })
     end)
   end
 end
@@ -184,7 +191,9 @@ function P.routes(app, r)
     local b = json.decode(req.body)
     if type(b) ~= "table" then return fail(app, res, 400, "request body must be a JSON object") end
     local hook = req.params.webhook
-    if hook and not hook:match("^https?://") then return fail(app, res, 400, "webhook must be an http(s) URL") end
+    if hook and not hook:match("^https?://") then
+      return fail(app, res, 400, "webhook must be an http(s) URL")
+    end
     local input, got = validate(app, b)
     if not input then return fail(app, res, 400, got) end
     local job = app.media:job(got.bytes, input.duration, input.movement_amplitude)
@@ -202,7 +211,8 @@ function P.routes(app, r)
       answered = true
       local d = data_for(app, task, stage)
       if not app.tasks.TERMINAL[stage] then
-        d.status, d.code, d.error = "processing", 5004, "Sync mode timed out, please poll urls.get for the result"
+        d.status, d.code, d.error = "processing", 5004,
+          "Sync mode timed out, please poll urls.get for the result"
       end
       return ok(app, res, d)
     end
@@ -233,9 +243,12 @@ function P.routes(app, r)
     if not authorize(app, req, res) then return end
     local b = json.decode(req.body)
     if type(b) ~= "table" then return fail(app, res, 400, "request body must be a JSON object") end
-    if type(b.filename) ~= "string" or b.filename == "" then return fail(app, res, 400, "filename is required") end
+    if type(b.filename) ~= "string" or b.filename == "" then
+      return fail(app, res, 400, "filename is required")
+    end
     local ctype = type(b.content_type) == "string" and b.content_type or "application/octet-stream"
-    local id, put_url = uploads.reserve(app, { content_type = ctype, name = b.filename, provider = "wavespeed" })
+    local id, put_url = uploads.reserve(app, { content_type = ctype, name = b.filename,
+      provider = "wavespeed" })
     return ok(app, res, { upload = { method = "PUT", url = put_url, headers = { ["Content-Type"] = ctype } },
       download_url = app.media:upload_url(id, b.filename) })
   end)
