@@ -12,7 +12,6 @@ local KEY = "sk-test-0123456789-secret"
 local function test_driver(url)
   return {
     name = "test", env_key = "VIDU_TEST_KEY", default_base_url = url,
-    poll = { first = 0.01, max = 0.05, factor = 2 },
     auth_header = function(key) return "Bearer " .. key end,
     parse_error = function(resp)
       local j = type(resp.json) == "table" and resp.json or {}
@@ -54,7 +53,8 @@ describe("client:request", function()
 
   it("POSTs a JSON body", function()
     srv:script("p", { { status = 200, json = { id = "t1" } } })
-    local resp = assert(client:request{ method = "POST", path = "/s/p", json = { a = 1, list = json.array() } })
+    local resp = assert(client:request{ method = "POST", path = "/s/p",
+      json = { a = 1, list = json.array() } })
     assert.are.equal("t1", resp.json.id)
     local req = srv:log("p")[1]
     assert.are.equal('{"a":1,"list":[]}', req.body)

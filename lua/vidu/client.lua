@@ -90,8 +90,14 @@ function client_mod.new(name, opts)
   end
   if base_url:sub(-1) == "/" then base_url = base_url:sub(1, -2) end
 
-  local poll = {}
-  for k, v in pairs(driver.poll or { first = 2, max = 15, factor = 1.5 }) do poll[k] = v end
+  -- The contract names both the schedule and the poll function `driver.poll`; drivers keep
+  -- the schedule in poll_defaults (and make poll a callable table). Accept either.
+  local schedule = driver.poll_defaults
+  if schedule == nil and type(driver.poll) == "table" then schedule = driver.poll end
+  schedule = schedule or {}
+  local poll = {
+    first = schedule.first or 2, max = schedule.max or 15, factor = schedule.factor or 1.5,
+  }
   if opts.poll then
     check_poll(opts.poll, "vidu.client")
     for k, v in pairs(opts.poll) do poll[k] = v end

@@ -105,11 +105,36 @@ function json.encode(v)
   return table.concat(out)
 end
 
+-- lua-cjson 2.1 decodes every number as a float on Lua 5.3+, so 2 would print as "2.0"
+-- (a queue position, a credit count). Whole numbers become integers again there; on 5.1 and
+-- LuaJIT there is nothing to do.
+local tointeger = math.tointeger
+local function integers(v, depth)
+  if depth > 100 then return v end
+  for k, x in pairs(v) do
+    local tx = type(x)
+    if tx == "number" then
+      local i = tointeger(x)
+      if i then v[k] = i end
+    elseif tx == "table" then
+      integers(x, depth + 1)
+    end
+  end
+  return v
+end
+
 --- Decodes a JSON string: value | nil, message.
 function json.decode(s)
   if type(s) ~= "string" then return nil, "json: expected a string, got " .. type(s) end
   local ok, v = pcall(cjson.decode, s)
   if not ok then return nil, "json: " .. tostring(v) end
+  if tointeger then
+    if type(v) == "table" then
+      integers(v, 0)
+    elseif type(v) == "number" then
+      v = tointeger(v) or v
+    end
+  end
   return v
 end
 

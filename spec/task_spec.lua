@@ -1,0 +1,328 @@
+-- Task: wait (backoff, on_update, timeout, cancel_on_timeout), cancel, download, re-attach,
+-- with a small test driver against the scripted loopback server.
+local client_mod = require("vidu.client")
+local errors = require("vidu.errors")
+local scheduler = require("vidu.scheduler")
+local scripted = require("support.scripted")
+
+local KEY = "sk-task-spec-key-987654321"
+
+local STATES = { queued = "queued", running = "running", success = "succeeded",
+  failed = "failed", canceled = "canceled" }
+
+-- A driver over /s/submit, /s/poll, /s/cancel (scripts set per test).
+local function test_driver(url, with_cancel)
+  local d = {
+    name = "test", env_key = "VIDU_TEST_KEY", default_base_url = url,
+    poll_defaults = { first = 0.02, max = 0.1, factor = 2 },
+    auth_header = function(key) return "Bearer " .. key end,
+    check = function(_, params)
+      if type(params.prompt) ~= "string" then error("prompt must be a string") end
+      if params.prompt == "" then
+        return nil, errors.new{ kind = "invalid", field = "prompt", limit = "non-empty" }
+      end
+      return params
+    end,
+    submit = function(client, p)
+      local resp, err = client:request{ method = "POST", path = "/s/submit",
+        json = { prompt = p.prompt }, idempotent = false }
+      if not resp then return nil, err end
+      return { id = resp.json.id, status = "queued", raw = resp.json }
+    end,
+    poll = function(client, task)
+      local resp, err = client:request{ path = "/s/poll" }
+      if not resp then return nil, err end
+      local j = resp.json
+      task.raw = j
+      task.status = STATES[j.state] or "running"
+      task.queue_position = j.queue
+      task.logs = j.logs
+      task.video_url = j.url
+      if j.state == "failed" then
+        task.error = errors.new{ kind = j.moderated and "moderated" or "failed",
+          provider = "test", code = j.code, message = "it broke" }
+      end
+      return true
+    end,
+    attach = function(_, id) return { id = id } end,
+  }
+  if with_cancel then
+    d.cancel = function(client, task)
+      local resp, err = client:request{ method = "PUT", path = "/s/cancel", json = { id = task.id } }
+      if not resp then return nil, err end
+      task.status = "canceled"
+      return true
+    end
+  end
+  return d
+end
+
+local function file_exists(path)
+  local f = io.open(path, "rb")
+  if f then f:close() return true end
+  return false
+end
+
+local function read(path)
+  local f = assert(io.open(path, "rb"))
+  local s = f:read("*a")
+  f:close()
+  return s
+end
+
+-- Names in `dir` that start with `prefix` (to find leftover .part files).
+local function leftovers(dir, prefix)
+  local out = {}
+  local p = io.popen("ls -a " .. dir)
+  for name in p:lines() do
+    if name:sub(1, #prefix) == prefix and name ~= prefix then out[#out + 1] = name end
+  end
+  p:close()
+  return out
+end
+
+describe("task", function()
+  local srv, client, sched, dir
+
+  setup(function()
+    srv = scripted.start()
+    dir = os.tmpname()
+    os.remove(dir)
+    os.execute("mkdir -p " .. dir)
+  end)
+  teardown(function()
+    if srv then srv:stop() end
+    os.execute("rm -rf " .. dir)
+  end)
+
+  before_each(function()
+    srv:reset()
+    sched = scheduler.new()
+    client = client_mod.new(test_driver(srv.url, true), {
+      api_key = KEY, scheduler = sched, retry = { base = 0.01, cap = 0.05 },
+    })
+    srv:script("submit", { { status = 200, json = { id = "task-1" } } })
+  end)
+
+  it("submit returns a task; tostring shows neither key nor secrets", function()
+    local task = assert(client:submit{ prompt = "hello" })
+    assert.are.equal("task-1", task.id)
+    assert.are.equal("test", task.provider)
+    assert.are.equal("queued", task.status)
+    assert.are.equal("vidu.task<test task-1: queued>", tostring(task))
+    assert.are.equal("vidu.client<test>", tostring(task.client))
+  end)
+
+  it("submit validates before any request: nil, err and nothing sent", function()
+    local task, err = client:submit{ prompt = "" }
+    assert.is_nil(task)
+    assert.are.equal("invalid", err.kind)
+    assert.are.equal("prompt", err.field)
+    assert.are.equal(0, #srv:log("submit"))
+    assert.has_error(function() client:submit{ prompt = 42 } end)
+  end)
+
+  it("wait polls with backoff until succeeded, reporting changes", function()
+    srv:script("poll", {
+      { json = { state = "queued", queue = 2 } },
+      { json = { state = "queued", queue = 1 } },
+      { json = { state = "queued", queue = 1 } },
+      { json = { state = "running", logs = { "a" } } },
+      { json = { state = "running", logs = { "a", "b" } } },
+      { json = { state = "success", url = srv.url .. "/s/video" } },
+    })
+    local updates = {}
+    local task = assert(client:submit{ prompt = "p" })
+    local ok, err = task:wait{ timeout = 10, on_update = function(t)
+      updates[#updates + 1] = t.status .. ":" .. tostring(t.queue_position) .. ":" ..
+        (t.logs and #t.logs or 0)
+    end }
+    assert.is_nil(err)
+    assert.is_true(ok)
+    assert.are.equal("succeeded", task.status)
+    assert.are.same({ "queued:2:0", "queued:1:0", "running:nil:1", "running:nil:2",
+      "succeeded:nil:0" }, updates)
+    -- Six polls, spaced out more and more (backoff).
+    local log = srv:log("poll")
+    assert.are.equal(6, #log)
+    assert.is_true(log[6].time - log[5].time > log[2].time - log[1].time)
+    -- A finished task answers at once, without polling again.
+    assert.is_true(task:wait())
+    assert.are.equal(6, #srv:log("poll"))
+  end)
+
+  it("wait returns the failure, with the task id", function()
+    srv:script("poll", { { json = { state = "failed", code = "E1" } } })
+    local task = assert(client:submit{ prompt = "p" })
+    local ok, err = task:wait()
+    assert.is_nil(ok)
+    assert.are.equal("failed", err.kind)
+    assert.are.equal("E1", err.code)
+    assert.are.equal("task-1", err.task_id)
+  end)
+
+  it("wait returns moderated and canceled as their kinds", function()
+    srv:script("poll", { { json = { state = "failed", moderated = true } } })
+    local task = assert(client:submit{ prompt = "p" })
+    local _, err = task:wait()
+    assert.are.equal("moderated", err.kind)
+
+    srv:reset()
+    srv:script("submit", { { status = 200, json = { id = "task-2" } } })
+    srv:script("poll", { { json = { state = "canceled" } } })
+    task = assert(client:submit{ prompt = "p" })
+    _, err = task:wait()
+    assert.are.equal("canceled", err.kind)
+  end)
+
+  it("transient poll errors are retried; a final one ends the wait, task re-attachable", function()
+    srv:script("poll", { { status = 503 }, { status = 502 },
+      { json = { state = "success", url = "http://x/v.mp4" } } })
+    local task = assert(client:submit{ prompt = "p" })
+    assert.is_true(task:wait{ timeout = 10 })
+
+    srv:reset()
+    srv:script("submit", { { status = 200, json = { id = "task-3" } } })
+    srv:script("poll", { { status = 404, json = { message = "gone" } } })
+    task = assert(client:submit{ prompt = "p" })
+    local ok, err = task:wait{ timeout = 10 }
+    assert.is_nil(ok)
+    assert.are.equal(404, err.status)
+    assert.are.equal("task-3", err.task_id)
+  end)
+
+  it("wait times out, leaving the task running", function()
+    srv:script("poll", { { json = { state = "running" } } })
+    local task = assert(client:submit{ prompt = "p" })
+    local ok, err = task:wait{ timeout = 0.3 }
+    assert.is_nil(ok)
+    assert.are.equal("timeout", err.kind)
+    assert.are.equal("task-1", err.task_id)
+    assert.matches("still running", err.message)
+    assert.are.equal(0, #srv:log("cancel"))
+  end)
+
+  it("cancel_on_timeout cancels where the provider can", function()
+    srv:script("poll", { { json = { state = "running" } } })
+    srv:script("cancel", { { status = 200, json = {} } })
+    local task = assert(client:submit{ prompt = "p" })
+    local _, err = task:wait{ timeout = 0.2, cancel_on_timeout = true }
+    assert.are.equal("timeout", err.kind)
+    assert.matches("canceled", err.message)
+    assert.are.equal(1, #srv:log("cancel", "PUT"))
+    assert.are.equal("canceled", task.status)
+  end)
+
+  it("cancel without provider support is 'unsupported'", function()
+    local c = client_mod.new(test_driver(srv.url, false), { api_key = KEY, scheduler = sched })
+    srv:script("poll", { { json = { state = "running" } } })
+    local task = assert(c:submit{ prompt = "p" })
+    local ok, err = task:cancel()
+    assert.is_nil(ok)
+    assert.are.equal("unsupported", err.kind)
+    local _, werr = task:wait{ timeout = 0.05, cancel_on_timeout = true,
+      poll = { first = 0.01 } }
+    assert.are.equal("timeout", werr.kind)
+    assert.matches("cancel failed", werr.message)
+  end)
+
+  it("wait raises on unknown options", function()
+    local task = assert(client:submit{ prompt = "p" })
+    assert.has_error(function() task:wait{ timout = 3 } end)
+    assert.has_error(function() task:wait{ poll = { fist = 1 } } end)
+  end)
+
+  it("many tasks wait concurrently inside run", function()
+    srv:script("poll", { { json = { state = "running" } }, { json = { state = "success",
+      url = "http://x/v.mp4" } } })
+    local results, nfailed = sched:run(function()
+      local tasks = {}
+      for i = 1, 50 do tasks[i] = assert(client:submit{ prompt = "p" .. i }) end
+      return sched:gather(tasks, { timeout = 10 })
+    end)
+    assert.are.equal(0, nfailed)
+    assert.are.equal(50, #results)
+  end)
+
+  it("client:task re-attaches by id and polls once", function()
+    srv:script("poll", { { json = { state = "running" } } })
+    local task = assert(client:task("old-42"))
+    assert.are.equal("old-42", task.id)
+    assert.are.equal("running", task.status)
+    assert.are.equal(1, #srv:log("poll"))
+    srv:script("poll", { { status = 404, json = { message = "no such task" } } })
+    local none, err = client:task("missing")
+    assert.is_nil(none)
+    assert.are.equal(404, err.status)
+  end)
+
+  describe("download", function()
+    local function succeeded_task(url)
+      local task = assert(client:task("dl-1", { poll = false }))
+      task.status, task.video_url = "succeeded", url
+      return task
+    end
+
+    it("streams into place with progress, no temporary file left", function()
+      srv:script("video", { { status = 200, bytes = 200000 } })
+      local task = succeeded_task(srv.url .. "/s/video")
+      local path = dir .. "/ok.mp4"
+      local seen, updates = 0, 0
+      assert(task:download(path, {
+        on_progress = function(bytes) seen = bytes end,
+        on_update = function(t, bytes) assert.are.equal(task, t) updates = updates + 1 end,
+      }))
+      assert.are.equal(200000, #read(path))
+      assert.are.equal(200000, seen)
+      assert.is_true(updates >= 1)
+      assert.are.same({}, leftovers(dir, "ok.mp4"))
+      -- No key went to the video host.
+      assert.is_nil(srv:log("video")[1].headers.authorization)
+    end)
+
+    it("on failure removes the temporary file and keeps the old target", function()
+      srv:script("video", { { truncate = 100000, sent = 5000 } })
+      local task = succeeded_task(srv.url .. "/s/video")
+      local path = dir .. "/keep.mp4"
+      local f = assert(io.open(path, "wb"))
+      f:write("old")
+      f:close()
+      local ok, err = task:download(path)
+      assert.is_nil(ok)
+      assert.are.equal("network", err.kind)
+      assert.are.equal("dl-1", err.task_id)
+      assert.are.equal("old", read(path))
+      assert.are.same({}, leftovers(dir, "keep.mp4"))
+      -- Idempotent: it was retried before giving up.
+      assert.is_true(#srv:log("video") > 1)
+    end)
+
+    it("retries a 503 and then succeeds", function()
+      srv:script("video", { { status = 503 }, { status = 200, bytes = 1000 } })
+      local task = succeeded_task(srv.url .. "/s/video")
+      local path = dir .. "/retry.mp4"
+      assert(task:download(path))
+      assert.are.equal(1000, #read(path))
+    end)
+
+    it("refuses a task without a video and non-http URLs", function()
+      local task = assert(client:task("dl-2", { poll = false }))
+      local ok, err = task:download(dir .. "/none.mp4")
+      assert.is_nil(ok)
+      assert.are.equal("invalid", err.kind)
+      task.video_url = "file:///etc/passwd"
+      ok, err = task:download(dir .. "/none.mp4")
+      assert.is_nil(ok)
+      assert.are.equal("invalid", err.kind)
+      assert.is_false(file_exists(dir .. "/none.mp4"))
+    end)
+
+    it("reports a directory that cannot be written as an error, leaving nothing", function()
+      srv:script("video", { { status = 200, bytes = 10 } })
+      local task = succeeded_task(srv.url .. "/s/video")
+      local ok, err = task:download(dir .. "/no/such/dir/x.mp4")
+      assert.is_nil(ok)
+      assert.are.equal("io", err.kind)
+    end)
+  end)
+end)
