@@ -9,7 +9,7 @@ local srv
 local seen = {}
 
 local function pump_until(fn, seconds)
-  local deadline = core.now() + (seconds or 20)
+  local deadline = core.now() + (seconds or 60)
   while core.now() < deadline do
     uv.run("nowait")
     local v = fn()

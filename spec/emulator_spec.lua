@@ -244,6 +244,17 @@ describe("emulator request log", function()
     assert.are.equal(2, #emu:requests{})
     assert.are.equal(1, #emu:requests{ method = "get" })
   end)
+
+  it("keeps at most log_body_limit bytes of each body, and at most log_limit entries", function()
+    emu:reset{ log_body_limit = 10, log_limit = 3 }
+    vidu_submit()
+    local e = emu:requests{ method = "POST" }[1]
+    assert.are.equal(10, #e.body)
+    assert.is_true(e.body_truncated)
+    assert.is_true(e.body_size > 10)
+    for _ = 1, 4 do call("GET", "/ent/v2/tasks/1/creations", { auth = VIDU }) end
+    assert.are.equal(3, #emu:requests{})
+  end)
 end)
 
 describe("emulator Vidu API", function()

@@ -43,7 +43,8 @@ local function log_view(entries)
   local out = json.array()
   for i, e in ipairs(entries) do
     out[i] = { method = e.method, path = e.path, query = e.query, headers = e.headers, body = e.body,
-      time = e.time, status = e.status, fault = e.fault }
+      time = e.time, status = e.status, fault = e.fault, body_truncated = e.body_truncated,
+      body_size = e.body_size }
   end
   return out
 end

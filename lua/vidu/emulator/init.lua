@@ -34,7 +34,8 @@ M.DEFAULTS = {
   webhook_timeout = 10,
   sync_timeout = 60,         -- WaveSpeed enable_sync_mode: longest wait before answering
   stream_interval = 0.2,     -- fal status/stream: seconds between events
-  log_limit = 20000,
+  log_limit = 20000,         -- requests kept in the log (oldest dropped first)
+  log_body_limit = 4194304,  -- bytes of each logged body
 }
 
 local App = {}
@@ -69,6 +70,7 @@ function App:reset(cfg)
   self.faults:clear()
   self.log:clear()
   self.log.limit = tonumber(self.config.log_limit) or 20000
+  self.log.body_limit = tonumber(self.config.log_body_limit) or self.log.body_limit
   self.webhooks:clear()
   self.media:clear()
   self.rng = rng.new(self.seed)
@@ -80,6 +82,7 @@ end
 function App:configure(cfg)
   self.config = merge_config(self.config, cfg)
   if cfg.log_limit then self.log.limit = tonumber(cfg.log_limit) or self.log.limit end
+  if cfg.log_body_limit then self.log.body_limit = tonumber(cfg.log_body_limit) or self.log.body_limit end
 end
 
 --- Called by the task store on every stage change: providers send their callbacks.
@@ -237,7 +240,7 @@ function M.start(opts)
   app.dir = scratch_dir()
   app.tasks = tasks.new(app)
   app.faults = faults.new(app.seed)
-  app.log = reqlog.new(tonumber(app.config.log_limit))
+  app.log = reqlog.new(tonumber(app.config.log_limit), tonumber(app.config.log_body_limit))
   app.webhooks = webhook.new(app)
   app.router = router.new()
   app.providers = {}

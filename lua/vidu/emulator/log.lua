@@ -3,8 +3,11 @@
 local M = {}
 M.__index = M
 
-function M.new(limit)
-  return setmetatable({ limit = limit or 20000, items = {}, first = 1, last = 0 }, M)
+--- New log keeping at most `limit` entries, and of each body at most `body_limit` bytes (the rest
+-- is dropped and the entry says so with body_truncated and body_size).
+function M.new(limit, body_limit)
+  return setmetatable({ limit = limit or 20000, body_limit = body_limit or 4 * 1024 * 1024, items = {},
+    first = 1, last = 0 }, M)
 end
 
 function M:clear()
@@ -13,8 +16,12 @@ end
 
 --- Record a request -> the entry (the caller fills in status and fault later).
 function M:add(req, time)
+  local body = req.body
   local e = { method = req.method, path = req.path, query = req.query, headers = req.headers,
-    body = req.body, time = time }
+    body = body, time = time }
+  if body and #body > self.body_limit then
+    e.body, e.body_truncated, e.body_size = body:sub(1, self.body_limit), true, #body
+  end
   self.last = self.last + 1
   self.items[self.last] = e
   if self.last - self.first + 1 > self.limit then
