@@ -22,7 +22,7 @@ local RUNTIME = {
   max_connections = "number", scheduler = "table",
 }
 
-local POLL_FIELDS = { first = true, max = true, factor = true }
+local POLL_FIELDS = { first = true, max = true, factor = true, interval = true }
 
 local function check_poll(poll, where)
   for k, v in pairs(poll) do
@@ -52,7 +52,8 @@ end
 --- Creates a client for provider `name` (or a driver table, for tests and extensions).
 -- opts: api_key (default: the provider's environment variable), base_url (replaces every
 -- host of the provider), timeout (per request, s, default 30), connect_timeout (default 10),
--- download_timeout (default 0 = none), poll = { first, max, factor } (task:wait's schedule),
+-- download_timeout (default 0 = none), poll = { first, max, factor [, interval] } (task:wait's
+-- schedule; see Task:wait),
 -- retries (total attempts per request, default 5), retry (a retry.policy table),
 -- max_connections (per host, default 32), scheduler; other names go to the driver.
 -- A missing key raises: it is a setup mistake. Against the emulator any non-empty key works.
@@ -97,6 +98,7 @@ function client_mod.new(name, opts)
   schedule = schedule or {}
   local poll = {
     first = schedule.first or 2, max = schedule.max or 15, factor = schedule.factor or 1.5,
+    interval = schedule.interval,
   }
   if opts.poll then
     check_poll(opts.poll, "vidu.client")

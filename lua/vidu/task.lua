@@ -13,7 +13,7 @@ local TERMINAL = { succeeded = true, failed = true, canceled = true }
 
 -- Names task:wait accepts.
 local WAIT_OPTS = { timeout = true, on_update = true, cancel_on_timeout = true, poll = true }
-local POLL_FIELDS = { first = true, max = true, factor = true }
+local POLL_FIELDS = { first = true, max = true, factor = true, interval = true }
 
 --- Makes a task from a driver's fields (submit's or attach's answer).
 function Task.new(client, fields)
@@ -26,6 +26,9 @@ function Task.new(client, fields)
   task.provider = client.provider
   task.client = client
   task.status = fields.status or "queued"
+  -- The client's monotonic clock when the task was submitted or attached: the poll schedule
+  -- counts from here, so a wait that starts late does not wait the first delay again.
+  task.started_at = client.scheduler:time()
   return task
 end
 
@@ -88,7 +91,9 @@ end
 -- opts: timeout (s; default none), on_update = function(task) (called when status,
 -- queue_position, logs or progress change), cancel_on_timeout (cancel where the provider
 -- can, when the timeout passes), poll = { first, max, factor } (seconds before the first
--- poll, the longest gap, the growth per poll; default the client's, from the driver).
+-- poll, the longest gap, the growth per poll; default the client's, from the driver; an
+-- optional `interval` is the gap after the first poll, for a `first` set near the expected
+-- duration: then polls come at first, first + interval, then backing off by factor).
 -- err.kind: "failed", "moderated", "canceled", "timeout", or a poll error that retries did
 -- not cure (the task may still run: re-attach later with client:task(task.id)).
 function Task:wait(opts)
@@ -105,6 +110,7 @@ function Task:wait(opts)
   end
   local client = self.client
   local first, max, factor = client.poll.first, client.poll.max, client.poll.factor
+  local interval = client.poll.interval
   if opts.poll then
     for k, v in pairs(opts.poll) do
       if not POLL_FIELDS[k] then error("task:wait: unknown poll option " .. tostring(k), 2) end
@@ -115,12 +121,14 @@ function Task:wait(opts)
     first = opts.poll.first or first
     max = opts.poll.max or max
     factor = opts.poll.factor or factor
+    interval = opts.poll.interval or interval
   end
   if self:done() then return self:_outcome() end
 
   local sched = client.scheduler
   local deadline = opts.timeout and sched:time() + opts.timeout
-  local delay = first
+  local delay = first - (sched:time() - (self.started_at or 0))
+  if delay < 0 then delay = 0 end
   local on_update = opts.on_update
   while true do
     local last = false
@@ -139,7 +147,15 @@ function Task:wait(opts)
     if on_update and changed(before, snapshot(self)) then on_update(self) end
     if self:done() then return self:_outcome() end
     if last then return self:_timed_out(opts) end
-    delay = delay * factor
+    if interval then
+      -- After a first poll placed near the expected duration, look often, then back off.
+      delay, interval = interval, nil
+    elseif delay < first then
+      -- The first poll came early (a late wait); resume the schedule at its start.
+      delay = first
+    else
+      delay = delay * factor
+    end
     if delay > max then delay = max end
   end
 end
