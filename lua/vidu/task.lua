@@ -127,6 +127,9 @@ function Task:wait(opts)
 
   local sched = client.scheduler
   local deadline = opts.timeout and sched:time() + opts.timeout
+  -- `gap` follows the schedule; `delay` is the sleep before the next poll, shorter for the
+  -- first poll when time has already passed since the submit.
+  local gap = first
   local delay = first - (sched:time() - (self.started_at or 0))
   if delay < 0 then delay = 0 end
   local on_update = opts.on_update
@@ -149,14 +152,12 @@ function Task:wait(opts)
     if last then return self:_timed_out(opts) end
     if interval then
       -- After a first poll placed near the expected duration, look often, then back off.
-      delay, interval = interval, nil
-    elseif delay < first then
-      -- The first poll came early (a late wait); resume the schedule at its start.
-      delay = first
+      gap, interval = interval, nil
     else
-      delay = delay * factor
+      gap = gap * factor
     end
-    if delay > max then delay = max end
+    if gap > max then gap = max end
+    delay = gap
   end
 end
 

@@ -1,0 +1,169 @@
+--- 1,000 concurrent generations in one vidu.run against the offline emulator.
+--
+--   make bench    (or: $LUA bench/generations.lua [count] [seconds] [provider] [default])
+--
+-- The emulator runs as a child process with time-based progression: every task takes
+-- `seconds` (default 10) from its creation. This process submits `count` (default 1000)
+-- tasks at once through one client, waits for all of them and prints:
+--   * wall time, and the client's CPU seconds (os.clock: this process only);
+--   * peak RSS of this whole process (VmHWM from /proc/self/status);
+--   * requests per generation (the client's own counter of every attempt, and the emulator's
+--     request log as a cross-check);
+--   * the delay between a task finishing on the emulator and the client knowing: for each
+--     task, (time of the first poll that came after the task's finish) - (its finish time),
+--     both read from the emulator's clock (the log and the task's created_at), so the two
+--     processes' clocks never get compared.
+-- Targets: CPU <= 2 s, RSS <= 50 MB, <= 8 requests/generation, median delay <= 1 s.
+--
+-- The poll schedule: the provider's defaults back off from 2 s to 15 s, which for a 10 s
+-- task means a poll at 9.5 s and the next at 16.25 s. The schedule is tuned here the way a
+-- user who knows the typical duration tunes it: the first poll near that duration, then
+-- short gaps, then the default backoff (poll = { first, interval, factor, max }).
+local vidu = require("vidu")
+local core = require("vidu.core")
+local json = require("vidu.json")
+
+local COUNT = tonumber(arg[1]) or 1000
+local SECONDS = tonumber(arg[2]) or 10
+local PROVIDER = arg[3] or "vidu"
+local LUA = os.getenv("VIDU_LUA") or "lua5.4"
+-- arg[4] = "default": the provider's own schedule, untuned, for comparison.
+local DEFAULT_SCHEDULE = arg[4] == "default"
+local POLL = not DEFAULT_SCHEDULE
+  and { first = SECONDS * 0.95, interval = 0.6, factor = 1.5, max = 15 } or nil
+
+-- Starts the emulator; returns its URL and the pipe (closing it after a kill reaps it).
+local function start_emulator()
+  local cfg = os.tmpname()
+  local f = assert(io.open(cfg, "wb"))
+  f:write(json.encode{ progress = "time", seconds = SECONDS, log_limit = COUNT * 20 + 1000 })
+  f:close()
+  -- The shell prints its pid, then becomes the emulator: that pid is the emulator's.
+  local pipe = assert(io.popen("echo $$; exec " .. LUA .. " bin/vidu-emulator --port 0 --seed 1" ..
+    " --no-ffmpeg --exit-with-parent --config " .. cfg, "r"))
+  local pid = tonumber(pipe:read("*l"))
+  local url = pipe:read("*l")
+  os.remove(cfg)
+  if not url or not url:match("^http://") then error("emulator did not start: " .. tostring(url)) end
+  return url, pipe, pid
+end
+
+-- A blocking control call on a private engine (bookkeeping, outside the measured work).
+local control_engine
+local function control(url, method, path)
+  control_engine = control_engine or core.engine{}
+  local id = control_engine:request{ method = method, url = url .. path, timeout = 60,
+    max_response = 512 * 1024 * 1024 }
+  while true do
+    for _, item in ipairs(control_engine:wait(100)) do
+      if item.id == id then
+        assert(item.ok and item.status == 200, "control " .. path .. " failed")
+        return assert(json.decode(item.body))
+      end
+    end
+  end
+end
+
+local function peak_rss_kb()
+  local f = io.open("/proc/self/status", "r")
+  if not f then return nil end
+  local s = f:read("*a")
+  f:close()
+  return tonumber(s:match("VmHWM:%s*(%d+)"))
+end
+
+-- "2025-11-22T00:14:03.123456Z" -> seconds since the epoch (UTC), with the fraction.
+local function parse_iso(s)
+  local y, mo, d, h, mi, sec = tostring(s):match("^(%d+)-(%d+)-(%d+)T(%d+):(%d+):([%d%.]+)")
+  if not y then return nil end
+  y, mo = tonumber(y), tonumber(mo)
+  if mo <= 2 then y = y - 1 end
+  local era = math.floor(y / 400)
+  local yoe = y - era * 400
+  local doy = math.floor((153 * ((mo + 9) % 12) + 2) / 5) + tonumber(d) - 1
+  local days = era * 146097 + yoe * 365 + math.floor(yoe / 4) - math.floor(yoe / 100) + doy - 719468
+  return days * 86400 + tonumber(h) * 3600 + tonumber(mi) * 60 + tonumber(sec)
+end
+
+local function median(list)
+  table.sort(list)
+  local n = #list
+  if n == 0 then return nil end
+  if n % 2 == 1 then return list[(n + 1) / 2] end
+  return (list[n / 2] + list[n / 2 + 1]) / 2
+end
+
+local function percentile(sorted, p)
+  if #sorted == 0 then return nil end
+  return sorted[math.max(1, math.ceil(#sorted * p))]
+end
+
+local url, pipe, emulator_pid = start_emulator()
+local image = assert(io.open("spec/fixtures/png_33x17.png", "rb")):read("*a")
+local client = vidu.client(PROVIDER, { api_key = "bench-key", base_url = url, poll = POLL })
+
+local rss_before = peak_rss_kb()
+local cpu0, wall0 = os.clock(), core.now()
+local tasks, failures = {}, {}
+vidu.run(function()
+  for i = 1, COUNT do
+    vidu.spawn(function()
+      local task, err = client:submit{ image = { data = image }, prompt = "bench " .. i,
+        seed = i }
+      if not task then failures[#failures + 1] = tostring(err) return end
+      tasks[#tasks + 1] = task
+      -- The submit answer carries the emulator's creation time; polls replace task.raw.
+      task.bench_created = task.raw and task.raw.created_at
+      local ok, werr = task:wait{ timeout = SECONDS * 10 }
+      if not ok then failures[#failures + 1] = tostring(werr) end
+    end)
+  end
+end)
+local wall = core.now() - wall0
+local cpu = os.clock() - cpu0
+local rss = peak_rss_kb()
+local counters = client:counters()
+
+-- Bookkeeping from the emulator's side (not part of the measured work above).
+local gets = control(url, "GET", "/_emulator/log?method=GET").requests
+local posts = control(url, "GET", "/_emulator/log?method=POST").requests
+local polls_by_path = {}
+for _, r in ipairs(gets) do
+  local list = polls_by_path[r.path]
+  if not list then list = {} polls_by_path[r.path] = list end
+  list[#list + 1] = r.time
+end
+local delays = {}
+for _, task in ipairs(tasks) do
+  local created = parse_iso(task.bench_created)
+  local list = polls_by_path[string.format("/ent/v2/tasks/%s/creations", task.id)]
+  if created and list and task.status == "succeeded" then
+    local finish = created + SECONDS
+    table.sort(list)
+    for _, t in ipairs(list) do
+      if t >= finish then delays[#delays + 1] = t - finish break end
+    end
+  end
+end
+os.execute(string.format("kill %d 2>/dev/null", emulator_pid))
+
+local med = median(delays)
+local p = client.poll
+print(string.format("generations        %d of %d succeeded (%s, %g s each, poll first=%g" ..
+  " interval=%s factor=%g max=%g%s)", #tasks - #failures, COUNT, PROVIDER, SECONDS, p.first,
+  tostring(p.interval), p.factor, p.max, DEFAULT_SCHEDULE and ", the provider's defaults" or ""))
+print(string.format("wall time          %.2f s", wall))
+print(string.format("client CPU         %.2f s          (target <= 2 s)", cpu))
+print(string.format("peak RSS           %.1f MB         (target <= 50 MB; %.1f MB before the run)",
+  (rss or 0) / 1024, (rss_before or 0) / 1024))
+print(string.format("requests/gen       %.2f           (target <= 8; client counted %d," ..
+  " emulator logged %d; retries %d)", counters.requests / COUNT, counters.requests,
+  #gets + #posts, counters.retries))
+print(string.format("finish->known      median %.3f s, p90 %.3f s, max %.3f s over %d tasks" ..
+  " (target median <= 1 s)", med or -1, percentile(delays, 0.9) or -1,
+  delays[#delays] or -1, #delays))
+if #failures > 0 then
+  print("failures (first 3):")
+  for i = 1, math.min(3, #failures) do print("  " .. failures[i]) end
+end
+pipe:close()
