@@ -326,3 +326,75 @@ describe("task", function()
     end)
   end)
 end)
+
+-- The same runtime with the real Vidu driver against the emulator: the paths a user meets.
+describe("task against the emulator (vidu driver)", function()
+  local emulator = require("support.emulator")
+  local vidu = require("vidu")
+  local emu, client, sched
+  local IMAGE = "spec/fixtures/png_33x17.png"
+  local SUBMIT = "/ent/v2/img2video"
+
+  setup(function() emu = emulator.start{ seed = 7 } end)
+  teardown(function() if emu then emu:stop() end end)
+
+  before_each(function()
+    emu:reset{ polls = 2 }
+    sched = scheduler.new()
+    client = vidu.client("vidu", { api_key = KEY, base_url = emu.url, scheduler = sched,
+      poll = { first = 0.02, max = 0.1, factor = 2 }, retry = { base = 0.05, cap = 0.2 } })
+  end)
+
+  it("submits, waits, downloads an MP4", function()
+    local path = os.tmpname()
+    local task = assert(client:submit{ image = IMAGE, prompt = "wave", model = "viduq1" })
+    assert(task:wait{ timeout = 20 })
+    assert(task:download(path))
+    local bytes = read(path)
+    os.remove(path)
+    assert.are.equal("ftyp", bytes:sub(5, 8))
+  end)
+
+  it("a reset after the submit was read: exactly one POST, uncertain, may exist", function()
+    emu:fault{ method = "POST", path = SUBMIT, kind = "reset_after", times = 1 }
+    local task, err = client:submit{ image = IMAGE, prompt = "wave", model = "viduq1" }
+    assert.is_nil(task)
+    assert.are.equal("uncertain", err.kind)
+    assert.is_true(err.may_exist)
+    assert.are.equal(1, #emu:requests{ method = "POST", path = SUBMIT })
+  end)
+
+  it("a 503 on submit is re-sent; a 503 on a poll is retried", function()
+    emu:fault{ method = "POST", path = SUBMIT, kind = "status", status = 503, times = 1 }
+    emu:fault{ method = "GET", match = "/creations$", kind = "status", status = 503, times = 2 }
+    local task = assert(client:submit{ image = IMAGE, prompt = "wave", model = "viduq1" })
+    assert(task:wait{ timeout = 20 })
+    assert.are.equal(2, #emu:requests{ method = "POST", path = SUBMIT })
+  end)
+
+  it("429 with Retry-After on a poll: the retry comes no earlier than asked", function()
+    local task = assert(client:submit{ image = IMAGE, prompt = "wave", model = "viduq1" })
+    emu:fault{ method = "GET", match = "/creations$", kind = "status", status = 429,
+      retry_after = "1", times = 1 }
+    assert(task:wait{ timeout = 20 })
+    local polls = emu:requests{ method = "GET", match = "/creations$" }
+    assert.is_true(#polls >= 2)
+    assert.is_true(polls[2].time - polls[1].time >= 1.0)
+  end)
+
+  it("100 tasks at once in one run", function()
+    local results, nfailed = sched:run(function()
+      local fns = {}
+      for i = 1, 100 do
+        fns[i] = function()
+          local task, err = client:submit{ image = IMAGE, prompt = "n" .. i, model = "viduq1" }
+          if not task then return nil, err end
+          return task:wait{ timeout = 30 }
+        end
+      end
+      return sched:gather(fns)
+    end)
+    assert.are.equal(0, nfailed)
+    assert.are.equal(100, #results)
+  end)
+end)
