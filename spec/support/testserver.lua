@@ -16,6 +16,7 @@
 --   /slow?ms=N             "slow" after N ms
 --   /hang                  never answers
 --   /close-mid-body        headers promising 100000 bytes, 1000 of them, then a reset
+--   /partial?n=N           headers promising N bytes, the first N/2 of them, then silence
 --   /empty-reply           closes the connection before any response byte
 --   /redirect?to=URL       302 to URL;  /redirect-loop: 302 to itself, forever
 --   /echo                  the request body back; X-Body-Length, X-Method, X-Content-Type
@@ -89,6 +90,13 @@ routes["/close-mid-body"] = function(_, res)
   res:after(20, function() res:reset() end)
 end
 
+routes["/partial"] = function(req, res)
+  local n = number_param(req, "n", 100000)
+  res:stream(200, { ["Content-Length"] = tostring(n) })
+  res:write(body_of(math.floor(n / 2)))
+  res:hang()
+end
+
 routes["/empty-reply"] = function(_, res) res:reset() end
 
 routes["/redirect"] = function(req, res)
@@ -121,7 +129,7 @@ local function handler(req, res)
 end
 
 local srv = http.server{ host = "127.0.0.1", port = 0, handler = handler }
-io.stdout:write("http://127.0.0.1:", tostring(srv.port), "\n", tostring(uv.os_getpid()), "\n")
+io.stdout:write(string.format("http://127.0.0.1:%d\n%d\n", srv.port, uv.os_getpid()))
 io.stdout:flush()
 
 -- Exit with the parent: a killed test run must not leave the server listening.

@@ -27,7 +27,7 @@ end
 --- Stop the server and wait for it to exit.
 function Server:stop()
   if not self.pipe then return end
-  os.execute("kill " .. self.pid .. " 2>/dev/null")
+  os.execute(string.format("kill %d 2>/dev/null", self.pid))
   self.pipe:close()
   self.pipe = nil
 end
