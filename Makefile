@@ -6,6 +6,7 @@
 #   make memcheck   the suite under valgrind, failing on any leak or memory error
 #   make sanitize   the suite against an ASan+UBSan build of the core
 #   make demo       image -> video against the offline emulator, no key needed
+#                   (PROVIDER=fal|vidu|wavespeed|vtrix|relay, default vidu)
 #   make bench      the benchmarks in bench/, figures printed
 #   make lint       luacheck over the Lua code
 
@@ -86,7 +87,7 @@ sanitize:
 		$(LUA) $(BUSTED) --cpath="build/$(LUA)-asan/?.so" $(BUSTED_ARGS)
 
 demo: $(CORE)
-	$(RUN_ENV) $(LUA) examples/demo.lua
+	$(RUN_ENV) $(LUA) examples/demo.lua $(PROVIDER)
 
 bench: $(CORE)
 	@for b in bench/*.lua; do echo "== $$b"; $(RUN_ENV) $(LUA) $$b || exit 1; done
