@@ -84,10 +84,10 @@ static int probe_png(const unsigned char *p, size_t n, struct vidu_image_info *o
 		const char **err)
 {
 	unsigned long w, h;
+	if (!prefix_matches(p, n, png_signature, 8))
+		return fail(err, "corrupt PNG: bad signature (file damaged by a text-mode transfer?)");
 	if (n < 8)
 		return need_more(out, err, 8, "truncated PNG header: signature incomplete");
-	if (memcmp(p, png_signature, 8) != 0)
-		return fail(err, "corrupt PNG: bad signature (file damaged by a text-mode transfer?)");
 	if (n < 16)
 		return need_more(out, err, 16, "truncated PNG header: IHDR chunk incomplete");
 	if (memcmp(p + 12, "IHDR", 4) != 0)

@@ -121,6 +121,8 @@ describe("core.image_info", function()
 
       { "PNG signature mangled by a text-mode transfer", patch(png, 5, "\n\26\n"),
         "corrupt PNG: bad signature (file damaged by a text-mode transfer?)" },
+      { "PNG signature mangled, data ending inside it", "\137PNG\n\26",
+        "corrupt PNG: bad signature (file damaged by a text-mode transfer?)" },
       { "PNG first chunk not IHDR", patch(png, 13, "IDAT"),
         "corrupt PNG: IHDR missing (the first chunk must be IHDR)" },
       { "PNG IHDR length 14", patch(png, 9, "\0\0\0\14"), "corrupt PNG: IHDR chunk length is not 13" },
@@ -128,7 +130,8 @@ describe("core.image_info", function()
       { "PNG height 0", patch(png, 21, "\0\0\0\0"), "corrupt PNG: width or height is 0" },
       { "PNG width 2^31", patch(png, 17, "\128\0\0\0"), "corrupt PNG: width or height is over 2^31-1" },
 
-      { "JPEG data where a marker belongs", "\255\216\0\0", "corrupt JPEG: expected a marker, found other data" },
+      { "JPEG data where a marker belongs", "\255\216\0\0",
+        "corrupt JPEG: expected a marker, found other data" },
       { "JPEG EOI before SOF", "\255\216\255\217", "corrupt JPEG: end of image (EOI) before any SOF marker" },
       { "JPEG SOS before SOF", "\255\216\255\218\0\2", "corrupt JPEG: scan (SOS) before any SOF marker" },
       { "JPEG second SOI", "\255\216\255\216", "corrupt JPEG: second SOI marker before any SOF marker" },
