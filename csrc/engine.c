@@ -437,6 +437,13 @@ static lua_Number opt_count(lua_State *L, int t, const char *k, lua_Number def)
 	return v;
 }
 
+/* A whole-number option as a long, clamped (options are bounded by opt_number already;
+ * this only matters where long is 32 bits). */
+static long to_long(lua_Number v)
+{
+	return v > (lua_Number)LONG_MAX ? LONG_MAX : (long)v;
+}
+
 /* Seconds (float) to libcurl's milliseconds, rounding so that 0.0005 s is not 0 = "none". */
 static long seconds_to_ms(lua_Number s)
 {
@@ -942,7 +949,7 @@ static void read_request(lua_State *L, int t, req *r)
 	r->timeout_ms = seconds_to_ms(opt_number(L, t, "timeout", 0));
 	r->max_response = (curl_off_t)opt_count(L, t, "max_response", DEFAULT_MAX_RESPONSE);
 	r->follow = opt_bool(L, t, "follow", 1);
-	r->max_redirects = (long)opt_count(L, t, "max_redirects", DEFAULT_MAX_REDIRECTS);
+	r->max_redirects = to_long(opt_count(L, t, "max_redirects", DEFAULT_MAX_REDIRECTS));
 	lua_getfield(L, t, "headers");
 	if (!lua_isnil(L, -1)) {
 		if (!lua_istable(L, -1))
@@ -1072,7 +1079,8 @@ static xfer *arg_xfer(lua_State *L, engine *e)
 	int found;
 	size_t i;
 	lua_Number id = luaL_checknumber(L, 2);
-	if (id != floor(id))
+	/* Range first: converting an out-of-range float to an integer is undefined. */
+	if (!(id >= 1 && id <= 9007199254740992.0) || id != floor(id))
 		return NULL;
 	i = engine_find(e, (lua_Integer)id, &found);
 	return found ? e->xs[i] : NULL;
@@ -1166,9 +1174,11 @@ static int engine_new(lua_State *L)
 	}
 	luaL_checktype(L, 1, LUA_TTABLE);
 	check_keys(L, 1, keys, "engine");
-	max_host = (long)opt_count(L, 1, "max_host_connections", DEFAULT_MAX_HOST_CONNECTIONS);
-	max_total = (long)opt_count(L, 1, "max_total_connections", 0);
+	max_host = to_long(opt_count(L, 1, "max_host_connections", DEFAULT_MAX_HOST_CONNECTIONS));
+	max_total = to_long(opt_count(L, 1, "max_total_connections", 0));
 	ua = opt_string(L, 1, "user_agent", DEFAULT_USER_AGENT, NULL);
+	if (strpbrk(ua, "\r\n") != NULL)
+		luaL_error(L, "user_agent contains a line break");
 
 	e = (engine *)lua_newuserdata(L, sizeof(*e));
 	memset(e, 0, sizeof(*e));

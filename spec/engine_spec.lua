@@ -414,6 +414,42 @@ describe("vidu.core engine", function()
     end)
   end)
 
+  describe("tls", function()
+    -- A self-signed certificate must be refused: verification is on. openssl s_server is
+    -- the peer (the `openssl` package is in the Makefile's deps).
+    local tls_server, dir
+
+    local function sh(cmd)
+      local a, _, c = os.execute(cmd)
+      if type(a) == "number" then return a == 0 end
+      return a == true and (c == nil or c == 0)
+    end
+
+    setup(function()
+      dir = os.tmpname()
+      os.remove(dir)
+      assert(sh("mkdir " .. dir))
+      assert(sh(("openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes " ..
+        "-keyout %s/key.pem -out %s/cert.pem -days 1 -subj /CN=localhost 2>/dev/null"):format(dir, dir)))
+      tls_server = testserver.spawn(("openssl s_server -accept 127.0.0.1:0 -cert %s/cert.pem " ..
+        "-key %s/key.pem -www 2>/dev/null"):format(dir, dir), "^ACCEPT")
+    end)
+
+    teardown(function()
+      if tls_server then tls_server:stop() end
+      if dir then sh("rm -rf " .. dir) end
+    end)
+
+    it("refuses a certificate it cannot verify, before sending anything", function()
+      local port = tls_server.line:match(":(%d+)%s*$")
+      local r = fetch(engine, { method = "POST", url = "https://127.0.0.1:" .. port .. "/",
+        body = "x" })
+      assert.is_false(r.ok)
+      assert.are.equal("tls", r.error)
+      assert.is_false(r.sent)
+    end)
+  end)
+
   describe("control", function()
     it("cancels a transfer in flight", function()
       local id = engine:request{ url = url("/hang") }
@@ -448,6 +484,8 @@ describe("vidu.core engine", function()
     it("answers progress() for unknown ids with nil", function()
       assert.is_nil(engine:progress(999))
       assert.is_nil(engine:progress(1.5))
+      assert.is_nil(engine:progress(1e300))
+      assert.is_nil(engine:progress(-1))
     end)
 
     it("closes with transfers in flight", function()
@@ -524,6 +562,8 @@ describe("vidu.core engine", function()
       assert.has_error(function() core.engine{ max_host_conections = 1 } end)
       assert.has_error(function() core.engine{ user_agent = 1 } end)
       assert.has_error(function() core.engine("x") end)
+      assert.has_error(function() core.engine{ user_agent = "a\r\nX-Injected: 1" } end)
+      assert.has_error(function() core.engine{ max_host_connections = -1 } end)
     end)
   end)
 end)
