@@ -37,7 +37,7 @@ local function get(url)
 end
 
 local function sleep_ms(ms)
-  require("luv").sleep(ms)
+  require("support.emulator").luv().sleep(ms)
 end
 
 -- Start the emulator in the background with a shell; returns a handle with url/out/err files.

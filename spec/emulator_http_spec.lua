@@ -1,7 +1,7 @@
 -- vidu.emulator.http, the generic luv HTTP/1.1 server, driven in this process by raw TCP
 -- clients (exact bytes on the wire) and by vidu.core's engine, pumping both loops until each
 -- exchange completes or a deadline passes.
-local uv = require("luv")
+local uv = require("support.emulator").luv()
 local core = require("vidu.core")
 local http = require("vidu.emulator.http")
 

@@ -1,12 +1,12 @@
 -- The emulator's callbacks and webhooks, received by a luv server in this process, their
 -- signatures checked with independent code: the openssl command-line tool (HMAC-SHA256 for
 -- Vidu and WaveSpeed, Ed25519 against the served JWKS for fal).
-local uv = require("luv")
+local emulator = require("support.emulator")
+local uv = emulator.luv()
 local core = require("vidu.core")
 local cjson = require("cjson")
 local ejson = require("vidu.emulator.json")
 local http = require("vidu.emulator.http")
-local emulator = require("support.emulator")
 
 local function read(path)
   local f = assert(io.open(path, "rb"))

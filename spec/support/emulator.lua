@@ -21,6 +21,22 @@ local ejson = require("vidu.emulator.json")
 
 local M = {}
 
+-- busted unloads the modules a spec file loaded before the next file runs. luv keeps its event
+-- loop in its module table (field _loop), so an unloaded luv frees the loop while the next
+-- file's luv still uses it (a crash in uv_tcp_init). Keep the first luv module alive for the
+-- whole process: every spec that uses luv in-process gets it from here.
+local PIN = "lua-vidu.spec.pinned-luv"
+function M.luv()
+  local reg = debug.getregistry()
+  local uv = reg[PIN]
+  if not uv then
+    uv = require("luv")
+    reg[PIN] = uv
+  end
+  return uv
+end
+M.luv()
+
 local Emu = {}
 Emu.__index = Emu
 
@@ -31,8 +47,7 @@ local function root_dir()
 end
 
 local function sleep(s)
-  local ok, uv = pcall(require, "luv")
-  if ok then uv.sleep(math.floor(s * 1000)) else os.execute("sleep " .. s) end
+  M.luv().sleep(math.floor(s * 1000))
 end
 
 local function shell_quote(s)
