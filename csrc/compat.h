@@ -13,11 +13,16 @@
 
 #if LUA_VERSION_NUM < 502
 
+#ifndef lua_rawlen
 #define lua_rawlen(L, i) lua_objlen((L), (i))
+#endif
+#ifndef luaL_newlib
 #define luaL_newlibtable(L, l) lua_createtable((L), 0, (int)(sizeof(l) / sizeof((l)[0]) - 1))
 #define luaL_newlib(L, l) (luaL_newlibtable((L), (l)), luaL_setfuncs((L), (l), 0))
+#endif
 
-#ifndef LUAJIT_VERSION
+/* LuaJIT's lualib.h names its library; lua.h alone does not say it is LuaJIT. */
+#if !defined(LUAJIT_VERSION) && !defined(LUA_JITLIBNAME)
 /* Plain Lua 5.1 only: LuaJIT 2.1 has these. */
 static void vidu_compat_setfuncs(lua_State *L, const luaL_Reg *l, int nup)
 {
@@ -47,7 +52,7 @@ static void *vidu_compat_testudata(lua_State *L, int i, const char *tname)
 #define luaL_testudata vidu_compat_testudata
 
 #define luaL_setmetatable(L, tname) (luaL_getmetatable((L), (tname)), lua_setmetatable((L), -2))
-#endif /* !LUAJIT_VERSION */
+#endif /* not LuaJIT */
 
 #endif /* LUA_VERSION_NUM < 502 */
 

@@ -9,7 +9,8 @@
 
 /* engine.c: core.engine{...} and the engine/transfer metatable; curl_global_init once. */
 void vidu_open_engine(lua_State *L);
-/* b64.c: core.b64encode, core.b64decode, core.data_uri, core.data_uri_file. */
+/* b64.c: core.b64encode, core.b64decode, core.data_uri, core.data_uri_file,
+ * core.parse_data_uri, core.b64_impl. */
 void vidu_open_b64(lua_State *L);
 /* image.c: core.image_info, core.image_info_file. */
 void vidu_open_image(lua_State *L);
