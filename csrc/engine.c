@@ -613,20 +613,31 @@ static const char *error_kind(const xfer *x)
 }
 
 /* Could the server have seen (part of) the request? Only a "no" lets a POST be re-sent, so
- * in doubt the answer is yes: request bytes written, or a connection that got past TLS. */
+ * in doubt the answer is yes. No: nothing was connected, or TLS never completed (curl sends
+ * no early data). Yes: an earlier hop of a redirect was answered, request bytes were
+ * written, or a connection stood ready for them. */
 static int may_have_been_sent(const xfer *x, const char *kind)
 {
-	curl_off_t connect_us = 0;
-	long request_size = 0;
-	if (x->easy == NULL || strcmp(kind, "resolve") == 0 || strcmp(kind, "connect") == 0)
+	long redirects = 0, request_size = 0;
+	curl_off_t connect_us = 0, tls_us = 0;
+	char *scheme = NULL;
+	if (x->easy == NULL)
 		return 0;
+	curl_easy_getinfo(x->easy, CURLINFO_REDIRECT_COUNT, &redirects);
 	curl_easy_getinfo(x->easy, CURLINFO_REQUEST_SIZE, &request_size);
-	if (request_size > 0 || x->ulnow > 0)
+	if (redirects > 0 || request_size > 0 || x->ulnow > 0)
 		return 1;
-	if (strcmp(kind, "tls") == 0)
+	if (strcmp(kind, "resolve") == 0 || strcmp(kind, "connect") == 0 ||
+		strcmp(kind, "tls") == 0)
 		return 0;
 	curl_easy_getinfo(x->easy, CURLINFO_CONNECT_TIME_T, &connect_us);
-	return connect_us > 0;
+	if (connect_us == 0)
+		return 0;
+	curl_easy_getinfo(x->easy, CURLINFO_SCHEME, &scheme);
+	curl_easy_getinfo(x->easy, CURLINFO_APPCONNECT_TIME_T, &tls_us);
+	if (scheme != NULL && equal_ci(scheme, "https") && tls_us == 0)
+		return 0;
+	return 1;
 }
 
 /* The too_large message names the cap (formatted here: lua_pushfstring has no 64-bit

@@ -271,6 +271,14 @@ describe("vidu.core engine", function()
       assert.is_nil(r.status)
     end)
 
+    it("counts a redirect that was answered as sent, even if the next hop is refused", function()
+      local r = fetch(engine, { method = "POST", url = url("/redirect?to=http://127.0.0.1:1/"),
+        body = "x" })
+      assert.is_false(r.ok)
+      assert.are.equal("connect", r.error)
+      assert.is_true(r.sent)
+    end)
+
     it("reports a server closing mid-body as a reset", function()
       local r = fetch(engine, { url = url("/close-mid-body") })
       assert.is_false(r.ok)
