@@ -33,8 +33,9 @@
 #define DEFAULT_CONNECT_TIMEOUT 10.0
 #define DEFAULT_MAX_RESPONSE ((lua_Number)64 * 1024 * 1024)
 #define DEFAULT_MAX_REDIRECTS 5
-/* Response headers kept per transfer; libcurl bounds a single header line itself. */
-#define MAX_HEADER_BYTES (1024 * 1024)
+/* Response header bytes kept per transfer. Below libcurl 7.88's own total (300 KB, which it
+ * reports as a receive error), so that too many headers are reported as too_large. */
+#define MAX_HEADER_BYTES (256 * 1024)
 
 /* The one global: curl_global_init must run once per process, before any other curl call. */
 static int curl_ready = 0;
@@ -42,7 +43,8 @@ static int curl_ready = 0;
 /* Why our side (not libcurl) ended a transfer; decides the error kind over the CURLcode. */
 enum {
 	FAIL_NONE = 0,
-	FAIL_TOO_LARGE, /* body over max_response, or headers over MAX_HEADER_BYTES */
+	FAIL_TOO_LARGE, /* body over max_response */
+	FAIL_HEADERS,   /* headers over MAX_HEADER_BYTES */
 	FAIL_FILE,      /* output/body_file could not be opened, read or written */
 	FAIL_NOMEM,     /* malloc failed inside a callback */
 	FAIL_CANCELED   /* engine:cancel(id) */
@@ -59,13 +61,14 @@ typedef struct xfer {
 	int done;                 /* 1 once finished (or canceled), until reported */
 	CURLcode code;            /* libcurl's result, valid once done */
 	int fail;                 /* FAIL_* */
-	int fail_errno;           /* errno of a FAIL_FILE */
+	int fail_errno;           /* errno of a FAIL_FILE; -1: the file ended early */
 	const char *fail_what;    /* what a FAIL_FILE was doing: "open", "write", ... */
 	const char *fail_path;    /* and on which file (x->in_path or x->out_path) */
 	struct curl_slist *headers;
 	char *in_path;            /* body_file=..., for error messages */
 	FILE *in;                 /* body_file, read by on_read */
-	curl_off_t in_size;
+	curl_off_t in_size;       /* its size when opened: the Content-Length sent */
+	curl_off_t in_read;       /* bytes read since the last rewind */
 	char *out_path;           /* output=..., opened lazily by on_write for a 2xx response */
 	FILE *out;
 	int sink;                 /* SINK_*; SINK_MEMORY when no output was given */
@@ -209,7 +212,7 @@ static size_t on_header(char *p, size_t size, size_t nmemb, void *ud)
 		return len;
 	if (x->head.len + len > MAX_HEADER_BYTES) {
 		if (x->fail == FAIL_NONE)
-			x->fail = FAIL_TOO_LARGE;
+			x->fail = FAIL_HEADERS;
 		return 0;
 	}
 	if (vidu_buf_append(&x->head, p, len) != 0) {
@@ -220,16 +223,23 @@ static size_t on_header(char *p, size_t size, size_t nmemb, void *ud)
 	return len;
 }
 
-/* CURLOPT_READFUNCTION: streams body_file; a read error aborts rather than sending a
- * short body under a Content-Length that promised more. */
+/* CURLOPT_READFUNCTION: streams body_file. A read error, or a file that shrank since it was
+ * opened, aborts: a short body under a Content-Length that promised more would only leave
+ * the server waiting for the rest. */
 static size_t on_read(char *p, size_t size, size_t nmemb, void *ud)
 {
 	xfer *x = (xfer *)ud;
-	size_t got = fread(p, 1, size * nmemb, x->in);
-	if (got == 0 && ferror(x->in)) {
-		xfer_file_fail(x, "read body_file", x->in_path, errno);
+	size_t want = size * nmemb, got;
+	if ((curl_off_t)want > x->in_size - x->in_read)
+		want = (size_t)(x->in_size - x->in_read); /* a file that grew: send what was promised */
+	if (want == 0)
+		return 0;
+	got = fread(p, 1, want, x->in);
+	if (got == 0) {
+		xfer_file_fail(x, "read body_file", x->in_path, ferror(x->in) ? errno : -1);
 		return CURL_READFUNC_ABORT;
 	}
+	x->in_read += (curl_off_t)got;
 	return got;
 }
 
@@ -241,7 +251,10 @@ static int on_seek(void *ud, curl_off_t offset, int origin)
 	if ((curl_off_t)(off_t)offset != offset)
 		return CURL_SEEKFUNC_CANTSEEK;
 	clearerr(x->in);
-	return fseeko(x->in, (off_t)offset, origin) == 0 ? CURL_SEEKFUNC_OK : CURL_SEEKFUNC_FAIL;
+	if (origin != SEEK_SET || fseeko(x->in, (off_t)offset, SEEK_SET) != 0)
+		return CURL_SEEKFUNC_FAIL;
+	x->in_read = offset;
+	return CURL_SEEKFUNC_OK;
 }
 
 /* CURLOPT_XFERINFOFUNCTION: only copies the counters, which engine:progress(id) reads. */
@@ -557,6 +570,7 @@ static const char *error_kind(const xfer *x)
 {
 	switch (x->fail) {
 	case FAIL_TOO_LARGE: return "too_large";
+	case FAIL_HEADERS: return "too_large";
 	case FAIL_FILE: return "file";
 	case FAIL_CANCELED: return "canceled";
 	case FAIL_NOMEM: return "other";
@@ -658,10 +672,15 @@ static void push_message(lua_State *L, const xfer *x)
 	case FAIL_TOO_LARGE:
 		push_too_large(L, x);
 		return;
+	case FAIL_HEADERS:
+		lua_pushfstring(L, "response headers larger than %d bytes", MAX_HEADER_BYTES);
+		return;
 	case FAIL_FILE:
 		lua_pushfstring(L, "cannot %s '%s': %s", x->fail_what,
 			x->fail_path != NULL ? x->fail_path : "?",
-			x->fail_errno != 0 ? strerror(x->fail_errno) : "unknown error");
+			x->fail_errno > 0 ? strerror(x->fail_errno) :
+			x->fail_errno < 0 ? "the file ended early (changed while being sent)" :
+			"unknown error");
 		return;
 	case FAIL_CANCELED:
 		lua_pushliteral(L, "transfer canceled");

@@ -157,6 +157,16 @@ describe("vidu.core engine", function()
       assert.is_nil(r.headers["X-Dup"])
     end)
 
+    it("takes many headers, and refuses more than 256 KiB of them", function()
+      local r = fetch(engine, { url = url("/many-headers?n=500") })
+      assert.is_true(r.ok)
+      assert.are.equal(string.rep("v", 64), r.headers["x-header-500"])
+      r = fetch(engine, { url = url("/many-headers?n=20000") })
+      assert.is_false(r.ok)
+      assert.are.equal("too_large", r.error)
+      assert.matches("headers", r.message)
+    end)
+
     it("keeps only the final response's headers after a redirect", function()
       local r = fetch(engine, { url = url("/redirect?to=/status/201") })
       assert.is_true(r.ok)
@@ -411,6 +421,45 @@ describe("vidu.core engine", function()
         assert.is_true(r.body == pattern(n), "echoed body differs from the file")
       end)
     end
+
+    it("fails an upload whose file shrank before it was sent", function()
+      local path = tmpname()
+      write_file(path, pattern(100000))
+      local id = engine:request{ method = "PUT", url = url("/echo"), body_file = path }
+      write_file(path, "short") -- nothing has been read yet: request() only opens the file
+      local r = drive(engine, { id })[id]
+      assert.is_false(r.ok)
+      assert.are.equal("file", r.error)
+      assert.matches("ended early", r.message)
+    end)
+
+    it("sends the size a body_file had when the request was made", function()
+      local path = tmpname()
+      write_file(path, "0123456789")
+      local id = engine:request{ method = "PUT", url = url("/echo"), body_file = path }
+      write_file(path, "0123456789 and more that came later")
+      local r = drive(engine, { id })[id]
+      assert.is_true(r.ok)
+      assert.are.equal("0123456789", r.body)
+    end)
+
+    it("reports upload progress", function()
+      local n = 1000000
+      local path = tmpname()
+      write_file(path, pattern(n))
+      local id = engine:request{ method = "POST", url = url("/echo"), body_file = path }
+      local up, up_total, result = 0, 0, nil
+      local deadline = now() + DEADLINE
+      while not result do
+        assert.is_true(now() < deadline, "deadline passed")
+        local _, _, u, ut = engine:progress(id)
+        assert.is_true(u >= up)
+        up, up_total = u, ut
+        result = engine:wait(50)[1]
+      end
+      assert.is_true(result.ok)
+      assert.is_true(up_total == 0 or up_total == n)
+    end)
 
     it("reports a missing body_file as not sent", function()
       local r = fetch(engine, { method = "POST", url = url("/echo"),

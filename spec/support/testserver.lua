@@ -10,6 +10,7 @@
 --   /status/N              status N, body "status N"
 --   /headers               the request's headers as JSON (lower-case names)
 --   /dup-headers           a response repeating X-Dup and Set-Cookie
+--   /many-headers?n=N      N headers X-Header-i, each with a 64-byte value
 --   /big?bytes=N           N bytes with Content-Length, written in 64 KiB pieces
 --   /bytes?n=N             same as /big (downloads)
 --   /chunked?n=K&size=S    K chunks of S bytes, Transfer-Encoding: chunked
@@ -51,6 +52,12 @@ end
 routes["/dup-headers"] = function(_, res)
   res:send(200, { ["X-Dup"] = { "one", "two" }, ["Set-Cookie"] = { "a=1", "b=2" },
     ["X-Spaced"] = "  padded  " }, "dup")
+end
+
+routes["/many-headers"] = function(req, res)
+  local headers, value = {}, rep("v", 64)
+  for i = 1, number_param(req, "n", 10) do headers["X-Header-" .. i] = value end
+  res:send(200, headers, "many")
 end
 
 local function big(req, res)
