@@ -134,6 +134,19 @@ describe("client:request", function()
     assert.are.equal(1, #srv:log("sub", "POST"))
   end)
 
+  it("never re-sends a POST reset on a reused keep-alive connection either", function()
+    -- libcurl silently re-sends a request whose reused connection dies before any answer
+    -- byte; a submit must go out on a fresh connection (the engine's fresh_connect).
+    srv:script("warm", { { status = 200, json = {} } })
+    assert(client:request{ path = "/s/warm" })
+    srv:script("sub2", { { reset = true }, { status = 200, json = { id = "dup" } } })
+    local _, err = client:request{ method = "POST", path = "/s/sub2", json = {},
+      idempotent = false }
+    assert.are.equal(1, #srv:log("sub2", "POST"),
+      "sent twice: the engine has no fresh_connect (CURLOPT_FRESH_CONNECT) yet")
+    assert.are.equal("uncertain", err.kind)
+  end)
+
   it("never re-sends a POST after a timeout once sent: uncertain", function()
     srv:script("hang", { { hang = true } })
     local _, err = client:request{ method = "POST", path = "/s/hang", json = {}, timeout = 0.3 }
