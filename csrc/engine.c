@@ -804,7 +804,7 @@ static void push_result(lua_State *L, const xfer *x)
 	}
 	set_number(L, "bytes", (lua_Number)x->received);
 	if (ok) {
-		long version = 0;
+		long version = 0, connects = 0;
 		curl_off_t total = 0, connect = 0, start = 0;
 		if (x->sink != SINK_FILE) {
 			lua_pushlstring(L, x->body.data != NULL ? x->body.data : "", x->body.len);
@@ -821,6 +821,10 @@ static void push_result(lua_State *L, const xfer *x)
 		default: lua_pushnil(L); break;
 		}
 		lua_setfield(L, -2, "http_version");
+		/* New connections this transfer opened: 0 when it reused one from the pool. */
+		curl_easy_getinfo(x->easy, CURLINFO_NUM_CONNECTS, &connects);
+		lua_pushinteger(L, (lua_Integer)connects);
+		lua_setfield(L, -2, "connects");
 		curl_easy_getinfo(x->easy, CURLINFO_TOTAL_TIME_T, &total);
 		curl_easy_getinfo(x->easy, CURLINFO_CONNECT_TIME_T, &connect);
 		curl_easy_getinfo(x->easy, CURLINFO_STARTTRANSFER_TIME_T, &start);

@@ -117,6 +117,13 @@ describe("vidu.core engine", function()
       assert.is_true(r.time.total >= r.time.start)
     end)
 
+    it("reuses the connection for the next request", function()
+      local first = fetch(engine, { url = url("/status/200") })
+      local second = fetch(engine, { url = url("/status/201") })
+      assert.are.equal(1, first.connects)
+      assert.are.equal(0, second.connects)
+    end)
+
     it("does a HEAD without a body", function()
       local r = fetch(engine, { method = "HEAD", url = url("/status/200") })
       assert.is_true(r.ok)
