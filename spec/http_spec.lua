@@ -261,6 +261,34 @@ describe("client:request", function()
   end)
 end)
 
+describe("client:request inside run", function()
+  it("reports download progress from a coroutine while others run", function()
+    local srv = scripted.start()
+    local s = scheduler.new()
+    local c = client_mod.new(test_driver(srv.url), { api_key = KEY, scheduler = s })
+    srv:script("dl", { { status = 200, bytes = 2000000, delay_ms = 300 } })
+    local path = os.tmpname()
+    local calls, ticks = 0, 0
+    local ok, err = pcall(function()
+      s:run(function()
+        s:spawn(function() for _ = 1, 5 do s:sleep(0.05) ticks = ticks + 1 end end)
+        assert(c:request{ path = "/s/dl", output = path, auth = false,
+          on_progress = function() calls = calls + 1 end })
+      end)
+    end)
+    srv:stop()
+    local f = io.open(path, "rb")
+    local size = f and #f:read("*a") or 0
+    if f then f:close() end
+    os.remove(path)
+    assert.is_true(ok, tostring(err))
+    assert.are.equal(2000000, size)
+    assert.are.equal(5, ticks)
+    -- The 300 ms before the answer spans at least one 0.25 s progress tick.
+    assert.is_true(calls >= 2, "progress calls " .. calls)
+  end)
+end)
+
 describe("vidu.json", function()
   it("encodes objects with sorted keys, arrays, marked empties and null", function()
     assert.are.equal('{"a":[1,2,3],"b":{},"c":[],"d":null,"e":"x\\"y"}',

@@ -248,6 +248,18 @@ describe("vidu.scheduler", function()
     assert.matches("deadlock", err)
   end)
 
+  it("run called inside run yields and returns the inner results", function()
+    local s = fresh()
+    local ticks = 0
+    local a, b = s:run(function()
+      s:spawn(function() for _ = 1, 3 do s:sleep(0.005) ticks = ticks + 1 end end)
+      return s:run(function() s:sleep(0.03) return "inner", 2 end)
+    end)
+    assert.are.equal("inner", a)
+    assert.are.equal(2, b)
+    assert.are.equal(3, ticks)
+  end)
+
   it("a semaphore bounds concurrency and serves waiters in order", function()
     local s = fresh()
     local sem = s:semaphore(2)

@@ -270,7 +270,7 @@ describe("task", function()
       local seen, updates = 0, 0
       assert(task:download(path, {
         on_progress = function(bytes) seen = bytes end,
-        on_update = function(t, bytes) assert.are.equal(task, t) updates = updates + 1 end,
+        on_update = function(t) assert.are.equal(task, t) updates = updates + 1 end,
       }))
       assert.are.equal(200000, #read(path))
       assert.are.equal(200000, seen)
