@@ -328,12 +328,16 @@ end
 
 local idle_sleep
 
--- Blocks the process for `seconds` with nothing in flight: luv's uv.sleep when luv is there
--- (a plain nanosleep), else a bounded busy wait on the clock as the last resort.
+-- Blocks the process for `seconds` with nothing in flight: core.sleep if the C core has
+-- one, else luv's uv.sleep when luv is there (a plain nanosleep), else a busy wait on the
+-- clock as the last resort.
 function Scheduler:_idle_sleep(seconds)
   if idle_sleep == nil then
+    local c = load_core()
     local ok, uv = pcall(require, "luv")
-    if ok and type(uv) == "table" and uv.sleep then
+    if type(c.sleep) == "function" then
+      idle_sleep = c.sleep
+    elseif ok and type(uv) == "table" and uv.sleep then
       idle_sleep = function(s) uv.sleep(math.ceil(s * 1000)) end
     else
       idle_sleep = false
