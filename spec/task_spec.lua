@@ -191,6 +191,26 @@ describe("task", function()
     assert.are.equal("task-3", err.task_id)
   end)
 
+  it("a retryable poll error outlasting the request's retries gets a few more polls", function()
+    local c = client_mod.new(test_driver(srv.url, true), {
+      api_key = KEY, scheduler = sched, retries = 2, retry = { base = 0.01, cap = 0.02 },
+    })
+    -- Two polls' worth of 503s (2 attempts each), then success.
+    srv:script("poll", { { status = 503 }, { status = 503 }, { status = 503 }, { status = 503 },
+      { json = { state = "success", url = "http://x/v.mp4" } } })
+    local task = assert(c:submit{ prompt = "p" })
+    assert.is_true(task:wait{ timeout = 10 })
+
+    srv:reset()
+    srv:script("submit", { { status = 200, json = { id = "task-4" } } })
+    srv:script("poll", { { status = 503 } })
+    task = assert(c:submit{ prompt = "p" })
+    local ok, err = task:wait{ timeout = 10 }
+    assert.is_nil(ok)
+    assert.are.equal(503, err.status)
+    assert.are.equal(6, #srv:log("poll"))  -- 3 polls x 2 attempts
+  end)
+
   it("wait times out, leaving the task running", function()
     srv:script("poll", { { json = { state = "running" } } })
     local task = assert(client:submit{ prompt = "p" })

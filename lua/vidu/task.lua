@@ -14,6 +14,9 @@ local TERMINAL = { succeeded = true, failed = true, canceled = true }
 -- Names task:wait accepts.
 local WAIT_OPTS = { timeout = true, on_update = true, cancel_on_timeout = true, poll = true }
 local POLL_FIELDS = { first = true, max = true, factor = true, interval = true }
+-- Polls in a row that may fail with a retryable error (each after client:request's own
+-- retries) before task:wait gives up.
+local MAX_POLL_FAILURES = 3
 
 --- Makes a task from a driver's fields (submit's or attach's answer).
 function Task.new(client, fields)
@@ -95,7 +98,8 @@ end
 -- optional `interval` is the gap after the first poll, for a `first` set near the expected
 -- duration: then polls come at first, first + interval, then backing off by factor).
 -- err.kind: "failed", "moderated", "canceled", "timeout", or a poll error that retries did
--- not cure (the task may still run: re-attach later with client:task(task.id)).
+-- not cure: at once when it is not retryable (401, 404), after 3 scheduled polls in a row
+-- when it is (the task may still run: re-attach later with client:task(task.id)).
 function Task:wait(opts)
   opts = opts or {}
   if type(opts) ~= "table" then error("task:wait expects a table of options", 2) end
@@ -133,6 +137,7 @@ function Task:wait(opts)
   local delay = first - (sched:time() - (self.started_at or 0))
   if delay < 0 then delay = 0 end
   local on_update = opts.on_update
+  local failures = 0
   while true do
     local last = false
     if deadline then
@@ -146,8 +151,18 @@ function Task:wait(opts)
     sched:sleep(delay)
     local before = snapshot(self)
     local ok, err = self:refresh()
-    if not ok then return nil, err end
-    if on_update and changed(before, snapshot(self)) then on_update(self) end
+    if ok then
+      failures = 0
+    else
+      -- client:request has already retried this poll. A provider hiccup that outlasts those
+      -- retries should not end a wait of many minutes: a retryable error is given a few
+      -- more scheduled polls before it ends the wait.
+      failures = failures + 1
+      if not (errors.is(err) and err.retryable) or failures >= MAX_POLL_FAILURES or last then
+        return nil, err
+      end
+    end
+    if ok and on_update and changed(before, snapshot(self)) then on_update(self) end
     if self:done() then return self:_outcome() end
     if last then return self:_timed_out(opts) end
     if interval then
