@@ -1,0 +1,93 @@
+-- luarocks: `luarocks make` builds vidu.core and installs the Lua layer and the emulator.
+rockspec_format = "3.0"
+package = "vidu"
+version = "scm-1"
+
+source = {
+  url = "git+https://github.com/lua-vidu/lua-vidu.git",
+}
+
+description = {
+  summary = "Image-to-video with Vidu models from Lua, through fal, Vidu, WaveSpeed, Vtrix or a relay",
+  detailed = [[
+A C core (libcurl multi engine, base64, image header inspection) under a thin Lua layer:
+provider clients, tasks, and a coroutine scheduler whose waits never block a host loop.
+Ships bin/vidu-emulator, an offline emulator of all five providers' wire contracts.
+]],
+  license = "MIT",
+  labels = { "video", "ai", "http", "libcurl", "coroutines" },
+}
+
+dependencies = {
+  "lua >= 5.1, < 5.5",
+  "lua-cjson",
+}
+
+test_dependencies = {
+  "busted",
+  "luv",
+}
+
+build = {
+  type = "builtin",
+  modules = {
+    ["vidu.core"] = {
+      sources = { "csrc/b64.c", "csrc/core.c", "csrc/engine.c", "csrc/image.c", "csrc/util.c" },
+      defines = { "_POSIX_C_SOURCE=200809L" },
+      -- libcurl's headers and library from the system's default paths (Debian: multiarch)
+      libraries = { "curl" },
+    },
+    ["vidu.client"] = "lua/vidu/client.lua",
+    ["vidu.emulator.client"] = "lua/vidu/emulator/client.lua",
+    ["vidu.emulator.control"] = "lua/vidu/emulator/control.lua",
+    ["vidu.emulator.faults"] = "lua/vidu/emulator/faults.lua",
+    ["vidu.emulator.http"] = "lua/vidu/emulator/http.lua",
+    ["vidu.emulator.image"] = "lua/vidu/emulator/image.lua",
+    ["vidu.emulator"] = "lua/vidu/emulator/init.lua",
+    ["vidu.emulator.json"] = "lua/vidu/emulator/json.lua",
+    ["vidu.emulator.log"] = "lua/vidu/emulator/log.lua",
+    ["vidu.emulator.media"] = "lua/vidu/emulator/media.lua",
+    ["vidu.emulator.proc"] = "lua/vidu/emulator/proc.lua",
+    ["vidu.emulator.providers.fal"] = "lua/vidu/emulator/providers/fal.lua",
+    ["vidu.emulator.providers.relay"] = "lua/vidu/emulator/providers/relay.lua",
+    ["vidu.emulator.providers.vidu"] = "lua/vidu/emulator/providers/vidu.lua",
+    ["vidu.emulator.providers.vtrix"] = "lua/vidu/emulator/providers/vtrix.lua",
+    ["vidu.emulator.providers.wavespeed"] = "lua/vidu/emulator/providers/wavespeed.lua",
+    ["vidu.emulator.rng"] = "lua/vidu/emulator/rng.lua",
+    ["vidu.emulator.router"] = "lua/vidu/emulator/router.lua",
+    ["vidu.emulator.sign"] = "lua/vidu/emulator/sign.lua",
+    ["vidu.emulator.tasks"] = "lua/vidu/emulator/tasks.lua",
+    ["vidu.emulator.uploads"] = "lua/vidu/emulator/uploads.lua",
+    ["vidu.emulator.util"] = "lua/vidu/emulator/util.lua",
+    ["vidu.emulator.webhook"] = "lua/vidu/emulator/webhook.lua",
+    ["vidu.errors"] = "lua/vidu/errors.lua",
+    ["vidu.http"] = "lua/vidu/http.lua",
+    ["vidu.images"] = "lua/vidu/images.lua",
+    ["vidu"] = "lua/vidu/init.lua",
+    ["vidu.json"] = "lua/vidu/json.lua",
+    ["vidu.providers.common"] = "lua/vidu/providers/common.lua",
+    ["vidu.providers.fal"] = "lua/vidu/providers/fal.lua",
+    ["vidu.providers.relay"] = "lua/vidu/providers/relay.lua",
+    ["vidu.providers.vidu"] = "lua/vidu/providers/vidu.lua",
+    ["vidu.providers.vidu_api"] = "lua/vidu/providers/vidu_api.lua",
+    ["vidu.providers.vtrix"] = "lua/vidu/providers/vtrix.lua",
+    ["vidu.providers.wavespeed"] = "lua/vidu/providers/wavespeed.lua",
+    ["vidu.retry"] = "lua/vidu/retry.lua",
+    ["vidu.scheduler"] = "lua/vidu/scheduler.lua",
+    ["vidu.task"] = "lua/vidu/task.lua",
+    ["vidu.validate"] = "lua/vidu/validate.lua",
+  },
+  install = {
+    bin = { ["vidu-emulator"] = "bin/vidu-emulator" },
+    -- the emulator's fallback video and cover, found beside its modules
+    lua = {
+      ["vidu.emulator.assets.fallback"] = "lua/vidu/emulator/assets/fallback.mp4",
+      ["vidu.emulator.assets.cover"] = "lua/vidu/emulator/assets/cover.jpg",
+    },
+  },
+  copy_directories = { "examples" },
+}
+
+test = {
+  type = "busted",
+}
