@@ -75,7 +75,9 @@ local ok, result, failure = pcall(vidu.run, function()
 
   local saved, derr = task:download(output, {
     on_progress = function(now, total)
-      if total and total > 0 then io.write(("\r  downloading %3d%%"):format(math.floor(now * 100 / total))) end
+      if total and total > 0 then
+        io.write(("\r  downloading %3d%%"):format(math.floor(now * 100 / total)))
+      end
     end,
   })
   io.write("\n")
