@@ -97,6 +97,7 @@ typedef struct req {
 	long connect_ms, timeout_ms, max_redirects;
 	curl_off_t max_response;
 	int follow;
+	int fresh;                /* CURLOPT_FRESH_CONNECT: never ride a pooled connection */
 	int lines;                /* stack index of a table of ready "Name: value" header lines */
 	int nlines;
 } req;
@@ -913,6 +914,7 @@ static const char *xfer_setup(engine *e, xfer *x, const req *r, lua_State *L)
 	curl_easy_setopt(h, CURLOPT_PIPEWAIT, 1L);
 	curl_easy_setopt(h, CURLOPT_TCP_KEEPALIVE, 1L);
 	curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, r->follow ? 1L : 0L);
+	curl_easy_setopt(h, CURLOPT_FRESH_CONNECT, r->fresh ? 1L : 0L);
 	curl_easy_setopt(h, CURLOPT_MAXREDIRS, r->max_redirects);
 	curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, r->connect_ms);
 	curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, r->timeout_ms);
@@ -960,7 +962,7 @@ static void read_request(lua_State *L, int t, req *r)
 {
 	static const char *const keys[] = { "method", "url", "headers", "body", "body_file",
 		"output", "connect_timeout", "timeout", "max_response", "follow", "max_redirects",
-		NULL };
+		"fresh_connect", NULL };
 	int headers = 0;
 	size_t mlen;
 	luaL_checktype(L, t, LUA_TTABLE);
@@ -984,6 +986,12 @@ static void read_request(lua_State *L, int t, req *r)
 	r->max_response = (curl_off_t)opt_count(L, t, "max_response", DEFAULT_MAX_RESPONSE);
 	r->follow = opt_bool(L, t, "follow", 1);
 	r->max_redirects = to_long(opt_count(L, t, "max_redirects", DEFAULT_MAX_REDIRECTS));
+	/* libcurl silently re-sends a request whose reused connection dies before any answer
+	 * byte ("Connection died, retrying a fresh connect"), POST included: for a submit that
+	 * is a second paid job. A request on a fresh connection is never re-sent that way, so
+	 * that is the default for the methods that are not idempotent. */
+	r->fresh = opt_bool(L, t, "fresh_connect",
+		strcmp(r->method, "POST") == 0 || strcmp(r->method, "PATCH") == 0);
 	lua_getfield(L, t, "headers");
 	if (!lua_isnil(L, -1)) {
 		if (!lua_istable(L, -1))

@@ -296,6 +296,50 @@ describe("vidu.core engine", function()
       assert.is_true(r.sent)
     end)
 
+    describe("a reused connection that dies before any answer", function()
+      -- libcurl re-sends such a request by itself on a new connection. Harmless for a GET; for
+      -- a POST that creates something (a paid job) it is a duplicate, so POST and PATCH go
+      -- out on a fresh connection unless fresh_connect = false says otherwise.
+      local n = 0
+      local function reused(opts)
+        n = n + 1
+        local key = "k" .. n .. "-" .. tostring(opts.method) .. "-" .. tostring(opts.fresh_connect)
+        assert.is_true(fetch(engine, { url = url("/status/200") }).ok) -- leaves one in the pool
+        opts.url = url("/reset-once?key=" .. key)
+        local r = fetch(engine, opts)
+        local count = fetch(engine, { url = url("/count?key=" .. key) }).body
+        return r, tonumber(count)
+      end
+
+      it("is re-sent by libcurl for a GET", function()
+        local r, count = reused{ method = "GET" }
+        assert.is_true(r.ok)
+        assert.are.equal(2, count)
+      end)
+
+      local cases = {
+        { method = "POST", body = "{}" },
+        { method = "PATCH", body = "{}" },
+        { method = "GET", fresh_connect = true },
+      }
+      for _, case in ipairs(cases) do
+        it("is not re-sent for " .. case.method .. " (fresh_connect = " ..
+          tostring(case.fresh_connect) .. ")", function()
+          local r, count = reused(case)
+          assert.is_false(r.ok)
+          assert.are.equal("reset", r.error)
+          assert.is_true(r.sent)
+          assert.are.equal(1, count)
+        end)
+      end
+
+      it("is re-sent for a POST that says fresh_connect = false", function()
+        local r, count = reused{ method = "POST", body = "{}", fresh_connect = false }
+        assert.is_true(r.ok)
+        assert.are.equal(2, count)
+      end)
+    end)
+
     it("reports a server closing mid-body as a reset", function()
       local r = fetch(engine, { url = url("/close-mid-body") })
       assert.is_false(r.ok)
@@ -605,6 +649,8 @@ describe("vidu.core engine", function()
       { "negative timeout", { url = "http://x/", timeout = -1 }, "non%-negative" },
       { "fractional cap", { url = "http://x/", max_response = 1.5 }, "whole number" },
       { "follow type", { url = "http://x/", follow = 1 }, "follow must be a boolean" },
+      { "fresh_connect type", { url = "http://x/", fresh_connect = "yes" },
+        "fresh_connect must be a boolean" },
       { "headers type", { url = "http://x/", headers = "a" }, "headers must be a table" },
       { "header injection", { url = "http://x/", headers = { A = "b\r\nC: d" } }, "line break" },
       { "header name", { url = "http://x/", headers = { ["A B"] = "c" } }, "invalid header name" },

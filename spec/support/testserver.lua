@@ -20,6 +20,8 @@
 --   /partial?n=N           headers promising N bytes, the first N/2 of them, then silence
 --   /empty-reply           closes the connection before any response byte
 --   /redirect?to=URL       302 to URL;  /redirect-loop: 302 to itself, forever
+--   /reset-once?key=K      the first request for K: read, then the connection reset; later
+--                          ones: 200. /count?key=K: how many requests /reset-once saw for K
 --   /echo                  the request body back; X-Body-Length, X-Method, X-Content-Type
 local uv = require("luv")
 local http = require("vidu.emulator.http")
@@ -112,6 +114,18 @@ end
 
 routes["/redirect-loop"] = function(_, res)
   res:send(302, { Location = "/redirect-loop" }, "again")
+end
+
+local seen = {}
+routes["/reset-once"] = function(req, res)
+  local key = req.params.key or ""
+  seen[key] = (seen[key] or 0) + 1
+  if seen[key] == 1 then return res:reset() end
+  res:send(200, { ["Content-Type"] = "text/plain" }, "second")
+end
+
+routes["/count"] = function(req, res)
+  res:send(200, { ["Content-Type"] = "text/plain" }, tostring(seen[req.params.key or ""] or 0))
 end
 
 routes["/echo"] = function(req, res)
