@@ -12,6 +12,22 @@
  * value it needs first, and only then allocates; on a later failure it frees before raising.
  * step() builds each result table while the transfer is still owned by the engine and frees
  * the transfer only once the table is safely in the result array.
+ *
+ * The API (see also .tmp/CONTRACTS.md section 1):
+ *   core.engine{ max_host_connections = 32, max_total_connections = 0, user_agent = ... }
+ *   engine:request{ method, url, headers, body | body_file, output, connect_timeout = 10,
+ *                   timeout = 0, max_response = 64 MiB, follow = true, max_redirects = 5,
+ *                   fresh_connect = (method is POST or PATCH) } -> id
+ *     Unknown option names and wrong types raise. With output, a 2xx body goes to the file
+ *     (opened at its first byte, so a failed request leaves an existing file alone); any
+ *     other status keeps its body in memory as result.body, for the error message.
+ *   engine:step() / engine:wait(ms = 1000) -> { result, ... }   (wait returns at once when
+ *     nothing is pending or results are already waiting)
+ *   engine:progress(id) -> down_now, down_total, up_now, up_total | nil
+ *   engine:cancel(id) -> bool;  engine:pending() -> n (not yet reported, canceled included)
+ *   engine:timeout() -> ms | -1;  engine:close() (also __gc, __close)
+ *   ok result:   id, ok, status, headers, body, url, bytes, http_version, connects, time
+ *   fail result: id, ok, error, message, curl_code, sent, url, bytes [, status, headers]
  */
 #include <ctype.h>
 #include <errno.h>
