@@ -24,7 +24,7 @@
 /* LuaJIT's lualib.h names its library; lua.h alone does not say it is LuaJIT. */
 #if !defined(LUAJIT_VERSION) && !defined(LUA_JITLIBNAME)
 /* Plain Lua 5.1 only: LuaJIT 2.1 has these. */
-static void vidu_compat_setfuncs(lua_State *L, const luaL_Reg *l, int nup)
+static inline void vidu_compat_setfuncs(lua_State *L, const luaL_Reg *l, int nup)
 {
 	luaL_checkstack(L, nup, "too many upvalues");
 	for (; l->name != NULL; l++) {
@@ -38,7 +38,7 @@ static void vidu_compat_setfuncs(lua_State *L, const luaL_Reg *l, int nup)
 }
 #define luaL_setfuncs vidu_compat_setfuncs
 
-static void *vidu_compat_testudata(lua_State *L, int i, const char *tname)
+static inline void *vidu_compat_testudata(lua_State *L, int i, const char *tname)
 {
 	void *p = lua_touserdata(L, i);
 	if (p == NULL || !lua_getmetatable(L, i))
