@@ -22,7 +22,7 @@
  *     (opened at its first byte, so a failed request leaves an existing file alone); any
  *     other status keeps its body in memory as result.body, for the error message.
  *   engine:step() / engine:wait(ms = 1000) -> { result, ... }   (wait returns at once when
- *     nothing is pending or results are already waiting)
+ *     results are already waiting; with nothing in flight it sleeps the ms)
  *   engine:progress(id) -> down_now, down_total, up_now, up_total | nil
  *   engine:cancel(id) -> bool;  engine:pending() -> n (not yet reported, canceled included)
  *   engine:timeout() -> ms | -1;  engine:close() (also __gc, __close)
@@ -1114,7 +1114,9 @@ static int engine_step(lua_State *L)
 }
 
 /* engine:wait(ms) -> finished results; blocks in curl_multi_poll at most ms (returning at
- * once when nothing is pending or something is already waiting to be reported). */
+ * once when something is already waiting to be reported). With nothing in flight it still
+ * waits the full ms: curl_multi_poll sleeps without descriptors, which is what a scheduler
+ * whose coroutines are all between polls needs. */
 static int engine_wait(lua_State *L)
 {
 	engine *e = check_engine(L);
@@ -1123,7 +1125,7 @@ static int engine_wait(lua_State *L)
 		ms = 0;
 	if (ms > INT_MAX)
 		ms = INT_MAX;
-	if (e->done_head == NULL && e->n > 0) {
+	if (e->done_head == NULL) {
 		int fds = 0;
 		curl_multi_poll(e->multi, NULL, 0, (int)ms, &fds);
 	}

@@ -11,7 +11,7 @@ local function drive(s, done, limit)
   while not done() do
     assert(core.now() < deadline, "deadline passed")
     local wait = s:step()
-    if wait and wait > 0 then s:_idle_sleep(math.min(wait, 0.05)) end
+    if wait and wait > 0 then s:engine():wait(math.ceil(math.min(wait, 0.05) * 1000)) end
   end
 end
 

@@ -311,14 +311,10 @@ function Scheduler:_tick(max_wait)
   end
   local engine = self._engine
   if max_wait > 0 then
+    -- engine:wait sleeps the full time even with nothing in flight (all coroutines between
+    -- polls), and wakes as soon as a transfer finishes.
     engine = engine or self:engine()
-    if engine:pending() > 0 then
-      self:_dispatch(engine:wait(math.ceil(max_wait * 1000)))
-    else
-      -- engine:wait returns at once when no transfer is in flight, so a pure sleep (all
-      -- coroutines between polls) needs another way to block.
-      self:_idle_sleep(max_wait)
-    end
+    self:_dispatch(engine:wait(math.ceil(max_wait * 1000)))
   elseif engine then
     self:_dispatch(engine:step())
   end
@@ -326,27 +322,6 @@ function Scheduler:_tick(max_wait)
   self:_run_ready()
 end
 
-local idle_sleep
-
--- Blocks the process for `seconds` with nothing in flight: core.sleep if the C core has
--- one, else luv's uv.sleep when luv is there (a plain nanosleep), else a busy wait on the
--- clock as the last resort.
-function Scheduler:_idle_sleep(seconds)
-  if idle_sleep == nil then
-    local c = load_core()
-    local ok, uv = pcall(require, "luv")
-    if type(c.sleep) == "function" then
-      idle_sleep = c.sleep
-    elseif ok and type(uv) == "table" and uv.sleep then
-      idle_sleep = function(s) uv.sleep(math.ceil(s * 1000)) end
-    else
-      idle_sleep = false
-    end
-  end
-  if idle_sleep then return idle_sleep(seconds) end
-  local stop = self:time() + seconds
-  repeat until self:time() >= stop
-end
 
 -- True when something can still happen: a coroutine to resume, a timer, a transfer.
 function Scheduler:_busy()
