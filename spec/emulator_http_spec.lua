@@ -97,6 +97,17 @@ setup(function()
       http.send_bytes(req, res, { ["Content-Type"] = "application/octet-stream" }, "0123456789")
     elseif p == "/close" then
       res:send(200, { Connection = "close" }, "bye")
+    elseif p == "/drip" then
+      -- 256 KiB every 5 ms, 64 times: still writing long after a client hung up.
+      local chunk, left = string.rep("x", 256 * 1024), 64
+      res:stream(200, { ["Content-Length"] = tostring(#chunk * left) })
+      local function more()
+        if left == 0 then return res:finish() end
+        left = left - 1
+        res:write(chunk)
+        res:after(5, more)
+      end
+      more()
     elseif p == "/error" then
       error("boom")
     else
@@ -122,6 +133,29 @@ describe("emulator http server", function()
     assert.matches("\r\nContent%-Length: 0\r\n", out)
     assert.matches("\r\nX%-Query%-A: x y\r\n", out)
     assert.is_false(closed)
+  end)
+
+  it("drops a connection whose client hung up mid-response, and keeps serving", function()
+    -- The engine's size cap aborts the transfer; the server's later writes hit a closed
+    -- socket (ECONNRESET, or EPIPE/SIGPIPE depending on timing: http.lua ignores SIGPIPE).
+    local r = request{ path = "/drip", timeout = 10 }
+    local before = srv:connections()
+    local id = engine:request{ method = "GET", url = srv.url .. "/drip", max_response = 1000,
+      fresh_connect = true }
+    local aborted
+    pump_until(function()
+      for _, item in ipairs(engine:step()) do
+        if item.id == id then aborted = item end
+      end
+      return aborted
+    end)
+    assert.are.equal("too_large", aborted.error)
+    assert.are.equal(256 * 1024 * 64, r.bytes)
+    -- the server writes into the dead connection until it notices and drops it
+    assert.truthy(pump_until(function() return srv:connections() <= before end, 10))
+    local after = request{ path = "/echo", method = "POST", body = "still here" }
+    assert.is_true(after.ok)
+    assert.are.equal("still here", after.body)
   end)
 
   it("parses query strings and headers", function()

@@ -597,11 +597,23 @@ function Server:connections()
   return self.nconns
 end
 
+-- A client that aborts mid-response (a size cap, a canceled download) would kill the process
+-- with SIGPIPE on the server's next write; with a handler installed the write just fails.
+-- One handler per process, unref'd so it never keeps the loop alive by itself.
+local sigpipe
+local function ignore_sigpipe()
+  if sigpipe and not sigpipe:is_closing() then return end
+  sigpipe = uv.new_signal()
+  sigpipe:start("sigpipe", function() end)
+  sigpipe:unref()
+end
+
 --- Create a listening server. opts: host, port (0 = free port), handler(req, res),
 -- backlog (default 4096), max_body, on_error(err, req) (a handler raised; default: stderr).
 function M.server(opts)
   assert(type(opts) == "table", "http.server{...} expects a table")
   assert(type(opts.handler) == "function", "http.server needs a handler function")
+  ignore_sigpipe()
   local srv = setmetatable({
     host = opts.host or "127.0.0.1", handler = opts.handler, conns = {}, nconns = 0,
     timers = {}, requests = 0, accepted = 0, max_body = opts.max_body or M.MAX_BODY,
