@@ -44,7 +44,7 @@ end
 
 --- Sleeps: yields inside a coroutine of the scheduler, blocks (driving the rest) outside.
 function vidu.sleep(seconds)
-  return sched():sleep(seconds)
+  sched():sleep(seconds)
 end
 
 --- Waits for tasks, functions and jobs concurrently: results, nfailed. results[i] is

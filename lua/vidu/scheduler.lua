@@ -440,21 +440,37 @@ function Scheduler:run(fn, ...)
 end
 
 --- Sleeps `seconds`: yields inside a coroutine of ours, blocks (driving the rest) outside.
-function Scheduler:sleep(seconds)
+-- With `ev` (from scheduler:event()), the sleep ends early when the event fires. Returns
+-- "timer" when the time passed, "event" when the event ended it.
+function Scheduler:sleep(seconds, ev)
   if type(seconds) ~= "number" or seconds ~= seconds then
     error("vidu.sleep expects a number of seconds", 2)
   end
   local at = self:time() + (seconds > 0 and seconds or 0)
+  if ev and ev.fired then return "event" end
   local co = self:current()
   if co then
     local token = {}
     self:_add_timer(at, co, token)
-    self:_park(co, token)
-  else
-    -- A bare timer bounds how long the engine blocks, so we wake up on time.
-    self:_add_timer(at, nil, nil)
-    self:_block(function() return self:time() >= at end, "a sleep")
+    if ev then ev.waiters[#ev.waiters + 1] = { co, token } end
+    -- A timer wakes with "timer"; an event's _fire passes nothing. The other source's
+    -- wake-up finds the token gone and is dropped.
+    return self:_park(co, token) == "timer" and "timer" or "event"
   end
+  -- A bare timer bounds how long the engine blocks, so we wake up on time.
+  self:_add_timer(at, nil, nil)
+  self:_block(function() return self:time() >= at or (ev ~= nil and ev.fired) end, "a sleep")
+  return (ev and ev.fired and self:time() < at) and "event" or "timer"
+end
+
+--- A one-shot event for sleep(seconds, event): scheduler:signal(event) wakes its sleepers.
+function Scheduler:event() -- luacheck: ignore 212/self
+  return new_event()
+end
+
+--- Fires an event made by scheduler:event(): every sleep waiting on it ends now.
+function Scheduler:signal(ev)
+  self:_fire(ev)
 end
 
 --- Starts an engine transfer (see vidu.core engine:request) and waits for it to finish;
