@@ -65,6 +65,7 @@ build = {
     ["vidu.images"] = "lua/vidu/images.lua",
     ["vidu"] = "lua/vidu/init.lua",
     ["vidu.json"] = "lua/vidu/json.lua",
+    ["vidu.pace"] = "lua/vidu/pace.lua",
     ["vidu.providers.common"] = "lua/vidu/providers/common.lua",
     ["vidu.providers.fal"] = "lua/vidu/providers/fal.lua",
     ["vidu.providers.relay"] = "lua/vidu/providers/relay.lua",

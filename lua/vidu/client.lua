@@ -6,6 +6,7 @@ local http = require("vidu.http")
 local retry = require("vidu.retry")
 local scheduler = require("vidu.scheduler")
 local Task = require("vidu.task")
+local Pace = require("vidu.pace")
 
 local client_mod = {}
 
@@ -135,6 +136,8 @@ function client_mod.new(name, opts)
     slots = {},
     stats = { requests = 0, retries = 0 },
   }, Client)
+  -- What this client's finished tasks taught about how long a task takes (see vidu.pace).
+  self.pace = Pace.new(self.scheduler)
   secrets[self] = key
 
   -- Provider-specific options: the driver checks them (and raises on unknown names).
@@ -190,7 +193,9 @@ function Client:submit(params)
   local fields
   fields, err = driver.submit(self, checked)
   if not fields then return nil, err end
-  return Task.new(self, fields)
+  local task = Task.new(self, fields)
+  task.submitted = true -- its age is known: the pace may learn from it
+  return task
 end
 
 --- Re-attaches to a task by its id (after a restart, say). Polls it once so the task's

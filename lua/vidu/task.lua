@@ -96,7 +96,9 @@ end
 -- can, when the timeout passes), poll = { first, max, factor } (seconds before the first
 -- poll, the longest gap, the growth per poll; default the client's, from the driver; an
 -- optional `interval` is the gap after the first poll, for a `first` set near the expected
--- duration: then polls come at first, first + interval, then backing off by factor).
+-- duration: then polls come at first, first + interval, then backing off by factor). Gaps
+-- carry +-20% jitter, and no sleep runs past the client's learned estimate of how long a
+-- task takes (vidu.pace): the first task of a batch to finish wakes the others to look.
 -- err.kind: "failed", "moderated", "canceled", "timeout", or a poll error that retries did
 -- not cure: at once when it is not retryable (401, 404), after 3 scheduled polls in a row
 -- when it is (the task may still run: re-attach later with client:task(task.id)).
@@ -130,25 +132,28 @@ function Task:wait(opts)
   if self:done() then return self:_outcome() end
 
   local sched = client.scheduler
+  local pace = client.pace
   local deadline = opts.timeout and sched:time() + opts.timeout
-  -- `gap` follows the schedule; `delay` is the sleep before the next poll, shorter for the
-  -- first poll when time has already passed since the submit.
-  local gap = first
-  local delay = first - (sched:time() - (self.started_at or 0))
-  if delay < 0 then delay = 0 end
   local on_update = opts.on_update
-  local failures = 0
+  local failures, overdue = 0, 0
+  -- `gap` follows the schedule; the first poll counts from the submit, so a wait that
+  -- starts late does not wait the first gap again.
+  local gap = first
+  local wake_at = self.started_at + pace:jitter(first)
   while true do
+    -- Sleep until wake_at, but never past the pace's estimate of the finish: when another
+    -- task of this client finishes first, the estimate appears and the sleep is cut short.
     local last = false
-    if deadline then
-      local remaining = deadline - sched:time()
-      if remaining <= delay then
+    while true do
+      local now = sched:time()
+      local at = now + pace:delay(now - self.started_at, wake_at - now, factor, overdue)
+      if at > wake_at then at = wake_at end
+      if deadline and at >= deadline then
         -- Sleep to the deadline and look one last time before calling it a timeout.
-        delay = remaining > 0 and remaining or 0
-        last = true
+        at, last = deadline, true
       end
+      if at <= now or sched:sleep(at - now, pace.event) == "timer" then break end
     end
-    sched:sleep(delay)
     local before = snapshot(self)
     local ok, err = self:refresh()
     if ok then
@@ -163,8 +168,16 @@ function Task:wait(opts)
       end
     end
     if ok and on_update and changed(before, snapshot(self)) then on_update(self) end
-    if self:done() then return self:_outcome() end
+    if self:done() then
+      if self.status == "succeeded" and self.submitted then
+        pace:observe(sched:time() - self.started_at)
+      end
+      return self:_outcome()
+    end
     if last then return self:_timed_out(opts) end
+    if pace.estimate and sched:time() - self.started_at >= pace.estimate then
+      overdue = overdue + 1
+    end
     if interval then
       -- After a first poll placed near the expected duration, look often, then back off.
       gap, interval = interval, nil
@@ -172,7 +185,7 @@ function Task:wait(opts)
       gap = gap * factor
     end
     if gap > max then gap = max end
-    delay = gap
+    wake_at = sched:time() + pace:jitter(gap)
   end
 end
 
