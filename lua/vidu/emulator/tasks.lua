@@ -88,6 +88,9 @@ function M:schedule(task)
   local srv = self.app.server
   if not srv then return end
   task.timers = {}
+  -- Timers count from the loop's cached time; bring it up to date first. A timer may still
+  -- fire a hair before the task is due by the real clock: it then arms the next one.
+  uv.update_time()
   local elapsed = util.mono() - task.started
   for _, frac in ipairs({ 0.3, 1 }) do
     local at = task.seconds * frac - elapsed
@@ -96,6 +99,7 @@ function M:schedule(task)
       tm:start(math.floor(at * 1000) + 5, 0, function()
         if not tm:is_closing() then tm:close() end
         self:observe(task)
+        if not TERMINAL[task.stage] and frac == 1 then self:schedule(task) end
       end)
       task.timers[#task.timers + 1] = tm
     end
@@ -194,6 +198,10 @@ function M:describe(task)
     progress = task.progress, npolls = task.npolls, seconds = task.seconds, outcome = task.outcome,
     canceled = task.canceled or false, video_url = task.video_url, cover_url = task.cover_url,
     callback_url = task.callback_url, input = task.input,
+    -- wall clock, seconds: when it was made, when it is due to finish by time (time-based
+    -- progression), and when the emulator marked it finished
+    created_at = task.created_wall, finished_at = task.finished_at,
+    due_at = task.progress == "time" and task.created_wall + task.seconds or nil,
   }
 end
 

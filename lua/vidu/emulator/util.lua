@@ -16,9 +16,10 @@ function M.iso_time(t)
   return os.date("!%Y-%m-%dT%H:%M:%S", s) .. string.format(".%06dZ", math.floor((t - s) * 1e6))
 end
 
---- Loop time in seconds (monotonic, cheap).
+--- Monotonic time in seconds. Not uv.now(): the loop's cached time goes stale while one
+-- iteration serves a burst of requests, and task progress must follow the real clock.
 function M.mono()
-  return uv.now() / 1000
+  return uv.hrtime() / 1e9
 end
 
 --- The credential after `scheme` in the Authorization header -> key | nil, why.
