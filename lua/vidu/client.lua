@@ -92,11 +92,8 @@ function client_mod.new(name, opts)
   end
   if base_url:sub(-1) == "/" then base_url = base_url:sub(1, -2) end
 
-  -- The contract names both the schedule and the poll function `driver.poll`; drivers keep
-  -- the schedule in poll_defaults (and make poll a callable table). Accept either.
-  local schedule = driver.poll_defaults
-  if schedule == nil and type(driver.poll) == "table" then schedule = driver.poll end
-  schedule = schedule or {}
+  -- The driver's schedule (driver.poll is its poll function).
+  local schedule = driver.poll_defaults or {}
   local poll = {
     first = schedule.first or 2, max = schedule.max or 15, factor = schedule.factor or 1.5,
     interval = schedule.interval,

@@ -197,14 +197,12 @@ function http.request(client, spec)
     output = spec.output, timeout = timeout,
     connect_timeout = spec.connect_timeout or client.connect_timeout,
     max_response = spec.max_response,
-  }
-  local sched = client.scheduler
-  if not idempotent and (sched._engine or sched:engine()) and sched.fresh_connect then
     -- libcurl re-sends a request by itself when a reused keep-alive connection turns out
     -- dead before any answer byte, POST included: a second paid task. A submit therefore
-    -- never rides on a pooled connection.
-    req.fresh_connect = true
-  end
+    -- never rides on a pooled connection; idempotent calls (an upload PUT, too) may.
+    fresh_connect = not idempotent,
+  }
+  local sched = client.scheduler
 
   local on_tick
   if spec.on_progress then

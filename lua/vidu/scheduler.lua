@@ -86,11 +86,6 @@ function Scheduler:engine()
     if opts.max_host_connections == nil then opts.max_host_connections = 256 end
     e = load_core().engine(opts)
     self._engine = e
-    -- Whether the engine can take a request on a fresh connection (CURLOPT_FRESH_CONNECT).
-    -- Asked without starting anything: a request with no url raises either way, and the
-    -- message says whether the option itself is known.
-    local _, msg = pcall(e.request, e, { fresh_connect = true })
-    self.fresh_connect = not tostring(msg):find("fresh_connect", 1, true)
   end
   return e
 end

@@ -102,16 +102,6 @@ function common.refine(err, moderated)
   return err
 end
 
---- The driver's `poll` entry. The contract gives `poll` two meanings: the polling schedule
--- ({ first, max, factor }, which the client copies with pairs) and the poll function
--- (driver.poll(client, task), which the task calls). A table of the schedule that is also
--- callable serves both readers. `poll_defaults` keeps the plain schedule too.
-function common.poll_entry(schedule, fn)
-  local t = {}
-  for k, v in pairs(schedule) do t[k] = v end
-  return setmetatable(t, { __call = function(_, client, task) return fn(client, task) end })
-end
-
 --- Raises unless every key of `opts` is in `allowed` (re-attach options are few; a typo
 -- should not pass silently).
 function common.check_attach(provider, id, opts, allowed)

@@ -275,6 +275,6 @@ function fal.attach(client, id, opts)
     cancel_url = c }
 end
 
-fal.poll = common.poll_entry(fal.poll_defaults, poll_task)
+fal.poll = poll_task
 
 return fal

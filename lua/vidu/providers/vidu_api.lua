@@ -222,7 +222,7 @@ function vidu_api.new(cfg)
     end
   end
 
-  driver.poll = common.poll_entry(driver.poll_defaults, poll_task)
+  driver.poll = poll_task
 
   --- Re-attaches to a task by id: Vidu's URLs are built from the id alone.
   function driver.attach(_, id, opts)

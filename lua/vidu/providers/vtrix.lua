@@ -215,6 +215,6 @@ end
 -- No cancel: Vtrix documents none.
 vtrix.cancel = nil
 
-vtrix.poll = common.poll_entry(vtrix.poll_defaults, poll_task)
+vtrix.poll = poll_task
 
 return vtrix

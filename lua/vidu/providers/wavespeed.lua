@@ -195,6 +195,6 @@ end
 -- No cancel: WaveSpeed documents none.
 wavespeed.cancel = nil
 
-wavespeed.poll = common.poll_entry(wavespeed.poll_defaults, poll_task)
+wavespeed.poll = poll_task
 
 return wavespeed
