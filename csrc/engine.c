@@ -13,7 +13,7 @@
  * step() builds each result table while the transfer is still owned by the engine and frees
  * the transfer only once the table is safely in the result array.
  *
- * The API (see also .tmp/CONTRACTS.md section 1):
+ * The API (README.md, "The C core", says the same for users):
  *   core.engine{ max_host_connections = 32, max_total_connections = 0, user_agent = ... }
  *   engine:request{ method, url, headers, body | body_file, output, connect_timeout = 10,
  *                   timeout = 0, max_response = 64 MiB, follow = true, max_redirects = 5,
