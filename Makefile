@@ -4,7 +4,7 @@
 #   make deps       install what the project needs from Debian's packages (skips what is present)
 #   make test       the busted suite (ends with "N passed, N failed")
 #   make memcheck   the suite under valgrind, failing on any leak or memory error
-#   make sanitize   the suite against an ASan+UBSan build of the core
+#   make sanitize   the suite against an ASan+UBSan build of the core (GC=aggressive too)
 #   make demo       image -> video against the offline emulator, no key needed
 #                   (PROVIDER=fal|vidu|wavespeed|vtrix|relay, default vidu)
 #   make bench      the benchmarks in bench/, figures printed
@@ -77,11 +77,12 @@ memcheck: $(CORE)
 		$(LUA) $(BUSTED) --cpath="$(BUILD)/?.so" $(BUSTED_ARGS)
 
 # An ASan+UBSan build of the core, loaded into the stock interpreter with the runtime preloaded.
+# GC=aggressive runs the suite with the collector never pausing (see spec/support/helper.lua).
 sanitize:
 	$(MAKE) --no-print-directory LUA=$(LUA) BUILD=build/$(LUA)-asan OPT="-O1" \
 		EXTRA_CFLAGS="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" \
 		LDFLAGS="-fsanitize=address,undefined" build/$(LUA)-asan/vidu/core.so
-	$(RUN_ENV) LUA_CPATH="$(CURDIR)/build/$(LUA)-asan/?.so;;" VIDU_MEMCHECK=1 \
+	$(RUN_ENV) LUA_CPATH="$(CURDIR)/build/$(LUA)-asan/?.so;;" VIDU_MEMCHECK=1 VIDU_GC=$(GC) \
 		ASAN_OPTIONS=detect_leaks=0 UBSAN_OPTIONS=print_stacktrace=1 \
 		LD_PRELOAD="$$($(CC) -print-file-name=libasan.so) $$($(CC) -print-file-name=libubsan.so)" \
 		$(LUA) $(BUSTED) --cpath="build/$(LUA)-asan/?.so" $(BUSTED_ARGS)

@@ -5,3 +5,9 @@
 require("luv")
 require("cjson")
 require("vidu.core")
+
+-- VIDU_GC=aggressive (make sanitize GC=aggressive): a collection cycle starts as soon as the
+-- last one ends, so a userdata freed too early, or memory libcurl still points at, is found.
+if os.getenv("VIDU_GC") == "aggressive" then
+  collectgarbage("setpause", 0)
+end
