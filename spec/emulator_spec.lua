@@ -1009,3 +1009,81 @@ describe("emulator routes", function()
     assert.are.equal(404, r.status)
   end)
 end)
+
+-- Every upload flow hands back a reference (a URL under /media/u/ or an ssupload: URI) that the
+-- same emulator must take as the uploaded bytes: the video is made from them, so its media key
+-- (image fingerprint, duration, amplitude) equals that of a data-URI submit of the same image.
+describe("emulator upload round trips", function()
+  -- Each flow uploads `bytes` and returns the reference a client passes as the image.
+  local function fal_initiate(bytes)
+    local r = call("POST", "/storage/upload/initiate?storage_type=fal-cdn-v3", { auth = FAL,
+      json = { file_name = "a.jpg", content_type = "image/jpeg" } })
+    call("PUT", path_of(r.json.upload_url), { body = bytes, headers = { ["Content-Type"] = "image/jpeg" } })
+    return r.json.file_url
+  end
+  local function fal_cdn(bytes)
+    local t = call("POST", "/storage/auth/token", { auth = FAL, json = {} }).json
+    return call("POST", "/files/upload", { body = bytes, headers = { Authorization = "Bearer " .. t.token,
+      ["Content-Type"] = "image/jpeg", ["X-Fal-File-Name"] = "a.jpg" } }).json.access_url
+  end
+  local function vidu_three_step(bytes)
+    local r = call("POST", "/tools/v2/files/uploads", { auth = VIDU, json = { scene = "vidu" } }).json
+    local put = call("PUT", path_of(r.put_url), { body = bytes })
+    return call("PUT", "/tools/v2/files/uploads/" .. r.id .. "/finish", { auth = VIDU,
+      json = { etag = put.headers.etag } }).json.uri
+  end
+  local function ws_put(bytes)
+    local d = call("POST", "/api/v3/media/uploads", { auth = BEARER,
+      json = { filename = "a.jpg", size = #bytes, content_type = "image/jpeg" } }).json.data
+    call("PUT", path_of(d.upload.url), { body = bytes, headers = d.upload.headers })
+    return d.download_url
+  end
+  local function ws_binary(bytes)
+    local body = "--B0\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.jpg\"\r\n"
+      .. "Content-Type: image/jpeg\r\n\r\n" .. bytes .. "\r\n--B0--\r\n"
+    return call("POST", "/api/v3/media/upload/binary", { auth = BEARER, body = body,
+      headers = { ["Content-Type"] = "multipart/form-data; boundary=B0" } }).json.data.download_url
+  end
+
+  -- Each provider: submit with an image reference -> the new task's id.
+  local submit = {
+    fal = function(ref) return fal_submit{ image_url = ref }.json.request_id end,
+    vidu = function(ref) return vidu_submit{ images = { ref } }.json.task_id end,
+    wavespeed = function(ref) return ws_submit{ image = ref }.json.data.id end,
+  }
+
+  -- The media key of a task's video: <image fingerprint>-<duration>-<amplitude>.
+  local function media_key(id)
+    local url = emu:task(id).task.video_url
+    return url:match("/media/v/([^/]+)%.mp4$")
+  end
+
+  local rows = {
+    { "fal initiate + PUT (file_url)", "fal", fal_initiate },
+    { "fal v3 CDN token (access_url)", "fal", fal_cdn },
+    { "Vidu three-step (ssupload: uri)", "vidu", vidu_three_step },
+    { "WaveSpeed PUT URL (download_url)", "wavespeed", ws_put },
+    { "WaveSpeed binary multipart (download_url)", "wavespeed", ws_binary },
+  }
+  for _, row in ipairs(rows) do
+    it(row[1] .. ": the video is made from the uploaded image", function()
+      local ref = row[3](JPEG)
+      assert.is_string(ref)
+      local via_upload = media_key(submit[row[2]](ref))
+      local direct = media_key(submit[row[2]](JPEG_URI))
+      assert.is_string(direct)
+      assert.are_not.equal("none", direct:match("^([^-]+)"))
+      assert.are.equal(direct, via_upload)
+    end)
+  end
+
+  it("refuses an upload URL of its own that names no upload", function()
+    local gone = emu.url .. "/media/u/0123456789abcdef01234567/a.jpg"
+    local f = fal_submit{ image_url = gone }
+    assert.are.equal(422, f.status)
+    assert.are.equal("file_download_error", f.json.detail[1].type)
+    local w = ws_submit{ image = gone }
+    assert.are.equal(400, w.status)
+    assert.matches("media access failed", w.json.message)
+  end)
+end)

@@ -176,6 +176,19 @@ function M:upload_url(id, name)
   return self.base_url .. "/media/u/" .. id .. (name and ("/" .. http.escape(name)) or "")
 end
 
+--- The upload id behind one of our own upload references, or nil: Vidu's `ssupload:?id=ID`,
+-- or a URL under this server's /media/u/ (fal's file_url, WaveSpeed's download_url), with or
+-- without a file name, query or fragment after the id.
+function M:upload_id(ref)
+  local id = ref:match("^ssupload:%?id=([%w%-_]+)$")
+  if id then return id end
+  local prefix = self.base_url .. "/media/u/"
+  if self.base_url ~= "" and ref:sub(1, #prefix) == prefix then
+    return ref:match("^([%w%-_]+)", #prefix + 1)
+  end
+  return nil
+end
+
 --- Resolve an image reference given to a provider.
 -- Returns { bytes = s|nil, mime = s|nil, info = image info|nil, source = "data"|"upload"|"url" }
 -- or nil, why, message. why: "invalid" (not a URL or data URI), "data" (bad data URI),
@@ -188,10 +201,7 @@ function M:resolve(ref)
     if not m then return nil, "data", b end
     mime, bytes, source = m, b, "data"
   else
-    local id = ref:match("^ssupload:%?id=([%w%-_]+)$")
-    if not id and ref:sub(1, #self.base_url + 10) == self.base_url .. "/media/u/" then
-      id = ref:match("/media/u/([%w%-_]+)")
-    end
+    local id = self:upload_id(ref)
     if id then
       local up = self.uploads[id]
       if not up or not up.bytes then return nil, "missing", "uploaded file " .. id .. " not found" end
