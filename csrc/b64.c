@@ -15,12 +15,12 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "b64.h"
 #ifndef VIDU_B64_NO_LUA /* bench/b64_bench.c builds the plain C half alone */
 #include "core.h"
 #include "image.h"
+#include "util.h"
 #endif
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
@@ -596,19 +596,6 @@ static int l_data_uri(lua_State *L)
 	return 1;
 }
 
-/* Reads up to want bytes (fewer only at end of file or on error). */
-static size_t read_full(FILE *f, unsigned char *buf, size_t want)
-{
-	size_t got = 0;
-	while (got < want) {
-		size_t r = fread(buf + got, 1, want - got, f);
-		if (r == 0)
-			break;
-		got += r;
-	}
-	return got;
-}
-
 /*
  * core.data_uri_file(path [, mime]) -> data URI | nil, "<path>: <why>".
  *
@@ -621,27 +608,17 @@ static int l_data_uri_file(lua_State *L)
 	const char *path = luaL_checkstring(L, 1);
 	size_t mimelen = 0, size, total, pos, done = 0, chunk_cap;
 	const char *mime = opt_mime(L, 2, &mimelen);
-	const char *why = NULL;
+	const char *why = vidu_file_size(path, &size);
 	unsigned char *chunk;
 	char *out;
-	struct stat st;
 	FILE *f;
 	int impl = conf_impl(L), err = 0, first = 1;
 
-	if (stat(path, &st) != 0) {
-		err = errno;
+	if (why != NULL) {
 		lua_pushnil(L);
-		lua_pushfstring(L, "%s: %s", path, strerror(err));
+		lua_pushfstring(L, "%s: %s", path, why);
 		return 2;
 	}
-	if (!S_ISREG(st.st_mode)) {
-		lua_pushnil(L);
-		lua_pushfstring(L, "%s: not a regular file", path);
-		return 2;
-	}
-	if ((uintmax_t)st.st_size > SIZE_MAX)
-		return luaL_error(L, "data_uri_file: %s: file too large", path);
-	size = (size_t)st.st_size;
 	/* Room for the longest mime we may sniff ("image/jpeg", "image/webp"). */
 	total = data_uri_len(mime != NULL ? mimelen : 10, size);
 	if (total == 0)
@@ -661,7 +638,7 @@ static int l_data_uri_file(lua_State *L)
 	pos = 0;
 	for (;;) {
 		size_t want = size - done < chunk_cap ? size - done : chunk_cap;
-		size_t got = read_full(f, chunk, want);
+		size_t got = vidu_read_full(f, chunk, want);
 		if (got < want) {
 			if (ferror(f))
 				err = errno ? errno : EIO;

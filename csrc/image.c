@@ -6,14 +6,13 @@
  * byte count it needs, which image_info_file uses to read a file a piece at a time.
  */
 #include <errno.h>
-#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "core.h"
 #include "image.h"
+#include "util.h"
 
 static const unsigned char png_signature[8] = { 0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n' };
 
@@ -294,19 +293,6 @@ static int l_image_info(lua_State *L)
 	return 1;
 }
 
-/* Reads up to want bytes (fewer only at end of file or on error). */
-static size_t read_full(FILE *f, unsigned char *buf, size_t want)
-{
-	size_t got = 0;
-	while (got < want) {
-		size_t r = fread(buf + got, 1, want - got, f);
-		if (r == 0)
-			break;
-		got += r;
-	}
-	return got;
-}
-
 /*
  * core.image_info_file(path) -> { format, mime, width, height, size } | nil, "<path>: <why>".
  *
@@ -318,26 +304,19 @@ static int l_image_info_file(lua_State *L)
 {
 	const char *path = luaL_checkstring(L, 1);
 	struct vidu_image_info info;
-	const char *why = NULL;
-	unsigned char *buf = NULL;
 	size_t n = 0, cap, fsize = 0;
+	const char *why = vidu_file_size(path, &fsize);
+	unsigned char *buf = NULL;
 	int status = VIDU_IMAGE_ERROR, err = 0, eof = 0;
-	struct stat st;
-	FILE *f = fopen(path, "rb");
+	FILE *f = NULL;
 
+	if (why != NULL)
+		goto done_io;
+	f = fopen(path, "rb");
 	if (f == NULL) {
 		err = errno;
 		goto done_io;
 	}
-	if (fstat(fileno(f), &st) != 0) {
-		err = errno;
-		goto done_io;
-	}
-	if (!S_ISREG(st.st_mode)) {
-		why = "not a regular file";
-		goto done_io;
-	}
-	fsize = (uintmax_t)st.st_size > SIZE_MAX ? SIZE_MAX : (size_t)st.st_size;
 	cap = fsize < IMAGE_FIRST_READ ? fsize : IMAGE_FIRST_READ;
 	for (;;) {
 		unsigned char *grown = (unsigned char *)realloc(buf, cap > 0 ? cap : 1);
@@ -347,7 +326,7 @@ static int l_image_info_file(lua_State *L)
 			break;
 		}
 		buf = grown;
-		got = read_full(f, buf + n, want);
+		got = vidu_read_full(f, buf + n, want);
 		n += got;
 		if (got < want) {
 			if (ferror(f)) {

@@ -1,10 +1,41 @@
 /*
  * util.c: small helpers of vidu.core that the Lua layer needs and plain Lua lacks:
- * a monotonic clock (core.now) and a strict UTF-8 validator/counter (core.utf8_len).
+ * a monotonic clock (core.now) and a strict UTF-8 validator/counter (core.utf8_len);
+ * and the plain-C file helpers of util.h that b64.c and image.c share.
  */
+#include <errno.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include "core.h"
+#include "util.h"
+
+/* Regular-file check and size for the *_file functions (see util.h). */
+const char *vidu_file_size(const char *path, size_t *size)
+{
+	struct stat st;
+	if (stat(path, &st) != 0)
+		return strerror(errno);
+	if (!S_ISREG(st.st_mode))
+		return "not a regular file";
+	*size = (uintmax_t)st.st_size > SIZE_MAX ? SIZE_MAX : (size_t)st.st_size;
+	return NULL;
+}
+
+/* Reads up to want bytes (fewer only at end of file or on error). */
+size_t vidu_read_full(FILE *f, unsigned char *buf, size_t want)
+{
+	size_t got = 0;
+	while (got < want) {
+		size_t r = fread(buf + got, 1, want - got, f);
+		if (r == 0)
+			break;
+		got += r;
+	}
+	return got;
+}
 
 /* core.now() -> seconds on CLOCK_MONOTONIC as a float (never jumps with the wall clock). */
 static int util_now(lua_State *L)
