@@ -1,22 +1,11 @@
 -- vidu.core base64 and data: URIs, run once per implementation the CPU has (the scalar one
 -- always, so the portable fallback is tested even where AVX2 is used in production).
 local core = require("vidu.core")
+local util = require("support.util")
+local read_file, write_file = util.read_file, util.write_file
 
 local ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
 local FIXTURES = "spec/fixtures/"
-
-local function read_file(path)
-  local f = assert(io.open(path, "rb"))
-  local data = f:read("*a")
-  f:close()
-  return data
-end
-
-local function write_file(path, data)
-  local f = assert(io.open(path, "wb"))
-  f:write(data)
-  f:close()
-end
 
 -- A slow but obvious reference encoder (no bit operators: runs on Lua 5.1 too).
 local function ref_encode(s)

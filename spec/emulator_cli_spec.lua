@@ -3,41 +3,22 @@
 -- for the URL line, talks to the emulator with curl-free engine calls, then signals it.
 local core = require("vidu.core")
 local cjson = require("cjson")
+local util = require("support.util")
+local read, write = util.read_file_if_exists, util.write_file
 
 local LUA = os.getenv("VIDU_LUA") or "lua5.4"
 
-local function read(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("*a")
-  f:close()
-  return s
-end
-
-local function write(path, data)
-  local f = assert(io.open(path, "wb"))
-  f:write(data)
-  f:close()
-end
-
+-- One GET on a fresh engine, driven to its end (15 s at most).
 local function get(url)
   local engine = core.engine{}
-  local id = engine:request{ url = url, timeout = 10 }
-  local deadline = core.now() + 15
-  while core.now() < deadline do
-    for _, item in ipairs(engine:wait(50)) do
-      if item.id == id then
-        engine:close()
-        return item
-      end
-    end
-  end
+  local ok, item = pcall(util.fetch, engine, { url = url, timeout = 10 }, 15)
   engine:close()
-  error("no answer from " .. url)
+  if not ok then error("no answer from " .. url .. ": " .. tostring(item), 2) end
+  return item
 end
 
 local function sleep_ms(ms)
-  require("support.emulator").luv().sleep(ms)
+  util.luv().sleep(ms)
 end
 
 -- Start the emulator in the background with a shell; returns a handle with url/out/err files.

@@ -6,19 +6,8 @@ local core = require("vidu.core")
 local cjson = require("cjson")
 local ejson = require("vidu.emulator.json")
 local emulator = require("support.emulator")
-
-local function read(path)
-  local f = assert(io.open(path, "rb"))
-  local s = f:read("*a")
-  f:close()
-  return s
-end
-
-local function write(path, data)
-  local f = assert(io.open(path, "wb"))
-  f:write(data)
-  f:close()
-end
+local util = require("support.util")
+local read, write = util.read_file, util.write_file
 
 local function which(name)
   local p = io.popen("command -v " .. name .. " 2>/dev/null")

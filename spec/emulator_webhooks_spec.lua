@@ -7,25 +7,8 @@ local core = require("vidu.core")
 local cjson = require("cjson")
 local ejson = require("vidu.emulator.json")
 local http = require("vidu.emulator.http")
-
-local function read(path)
-  local f = assert(io.open(path, "rb"))
-  local s = f:read("*a")
-  f:close()
-  return s
-end
-
-local function write_tmp(data)
-  local path = os.tmpname()
-  local f = assert(io.open(path, "wb"))
-  f:write(data)
-  f:close()
-  return path
-end
-
-local function shell_quote(s)
-  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
-end
+local util = require("support.util")
+local read, write_tmp, shell_quote = util.read_file, util.write_tmp, util.shell_quote
 
 -- Run a command, return its stdout and whether it exited 0.
 local function run(cmd)

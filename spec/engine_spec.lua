@@ -3,6 +3,9 @@
 -- for a fixed time and none asserts a timing.
 local core = require("vidu.core")
 local testserver = require("support.testserver_process")
+local util = require("support.util")
+local read_file, write_file = util.read_file_if_exists, util.write_file
+local drive, fetch = util.drive, util.fetch
 
 local now = core.now or os.time
 -- Generous: the suite also runs under valgrind, where everything is ~20x slower.
@@ -18,49 +21,6 @@ end
 local function pattern(n)
   local full = math.floor(n / #BLOCK)
   return string.rep(BLOCK, full) .. BLOCK:sub(1, n - full * #BLOCK)
-end
-
-local function read_file(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("*a")
-  f:close()
-  return s
-end
-
-local function write_file(path, data)
-  local f = assert(io.open(path, "wb"))
-  f:write(data)
-  f:close()
-end
-
--- Drives the engine until every id in ids has finished; returns results by id.
-local function drive(engine, ids, seconds)
-  local want, left, results = {}, 0, {}
-  for _, id in ipairs(ids) do
-    want[id] = true
-    left = left + 1
-  end
-  local deadline = now() + (seconds or DEADLINE)
-  while left > 0 do
-    if now() > deadline then
-      error(("deadline passed with %d of %d transfers unfinished"):format(left, #ids), 2)
-    end
-    for _, r in ipairs(engine:wait(100)) do
-      if want[r.id] then
-        results[r.id] = r
-        want[r.id] = nil
-        left = left - 1
-      end
-    end
-  end
-  return results
-end
-
--- One request, driven to its end.
-local function fetch(engine, opts, seconds)
-  local id = engine:request(opts)
-  return drive(engine, { id }, seconds)[id]
 end
 
 describe("vidu.core engine", function()

@@ -1,21 +1,10 @@
 -- vidu.core image_info / image_info_file: format and size from the header, on real files
 -- made by ffmpeg and ImageMagick (spec/fixtures/make.sh) and on damaged copies of them.
 local core = require("vidu.core")
+local util = require("support.util")
+local read_file, write_file = util.read_file, util.write_file
 
 local FIXTURES = "spec/fixtures/"
-
-local function read_file(path)
-  local f = assert(io.open(path, "rb"))
-  local data = f:read("*a")
-  f:close()
-  return data
-end
-
-local function write_file(path, data)
-  local f = assert(io.open(path, "wb"))
-  f:write(data)
-  f:close()
-end
 
 -- Replaces the bytes at 1-based position pos with s.
 local function patch(data, pos, s)

@@ -3,15 +3,10 @@
 -- luacheck: max line length 130
 local core = require("vidu.core")
 local images = require("vidu.images")
+local util = require("support.util")
+local read = util.read_file
 
 local FIX = "spec/fixtures/"
-
-local function read(path)
-  local f = assert(io.open(path, "rb"))
-  local s = f:read("*a")
-  f:close()
-  return s
-end
 
 local function be32(n)
   return string.char(math.floor(n / 16777216) % 256, math.floor(n / 65536) % 256,

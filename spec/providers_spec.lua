@@ -4,6 +4,8 @@
 -- luacheck: max line length 130
 local vidu = require("vidu")
 local emulator = require("support.emulator")
+local util = require("support.util")
+local read = util.read_file_if_exists
 
 local PROMPT = "The astronaut waved and the camera moved up."
 local IMAGE = "spec/fixtures/png_640x360.png"
@@ -37,14 +39,6 @@ local function params(extra)
   local p = { image = IMAGE, prompt = PROMPT }
   for k, v in pairs(extra or {}) do p[k] = v end
   return p
-end
-
-local function read(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("*a")
-  f:close()
-  return s
 end
 
 local function is_mp4(path)

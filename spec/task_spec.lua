@@ -4,6 +4,8 @@ local client_mod = require("vidu.client")
 local errors = require("vidu.errors")
 local scheduler = require("vidu.scheduler")
 local scripted = require("support.scripted")
+local util = require("support.util")
+local read = util.read_file
 
 local KEY = "sk-task-spec-key-987654321"
 
@@ -61,13 +63,6 @@ local function file_exists(path)
   local f = io.open(path, "rb")
   if f then f:close() return true end
   return false
-end
-
-local function read(path)
-  local f = assert(io.open(path, "rb"))
-  local s = f:read("*a")
-  f:close()
-  return s
 end
 
 -- Names in `dir` that start with `prefix` (to find leftover .part files).

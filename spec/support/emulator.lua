@@ -18,23 +18,12 @@
 local core = require("vidu.core")
 local cjson = require("cjson")
 local ejson = require("vidu.emulator.json")
+local util = require("support.util")
 
 local M = {}
 
--- busted unloads the modules a spec file loaded before the next file runs. luv keeps its event
--- loop in its module table (field _loop), so an unloaded luv frees the loop while the next
--- file's luv still uses it (a crash in uv_tcp_init). Keep the first luv module alive for the
--- whole process: every spec that uses luv in-process gets it from here.
-local PIN = "lua-vidu.spec.pinned-luv"
-function M.luv()
-  local reg = debug.getregistry()
-  local uv = reg[PIN]
-  if not uv then
-    uv = require("luv")
-    reg[PIN] = uv
-  end
-  return uv
-end
+-- The one luv module of the run (see support.util).
+M.luv = util.luv
 M.luv()
 
 local Emu = {}
@@ -48,10 +37,6 @@ end
 
 local function sleep(s)
   M.luv().sleep(math.floor(s * 1000))
-end
-
-local function shell_quote(s)
-  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
 end
 
 --- Start an emulator. opts: seed, args (extra command-line arguments), config (a table written
@@ -73,28 +58,13 @@ function M.start(opts)
   end
   for _, a in ipairs(opts.args or {}) do argv[#argv + 1] = tostring(a) end
   local quoted = {}
-  for i, a in ipairs(argv) do quoted[i] = shell_quote(a) end
-  -- The shell prints its pid, then becomes the emulator (exec keeps the pid).
-  local pipe = assert(io.popen("echo $$; exec " .. table.concat(quoted, " "), "r"))
-  local pid = tonumber(pipe:read("*l") or "")
-  local url = pipe:read("*l")
+  for i, a in ipairs(argv) do quoted[i] = util.shell_quote(a) end
+  local ok, child = pcall(util.start_server, table.concat(quoted, " "), "emulator")
   if config_path then os.remove(config_path) end
-  if not pid or not url or not url:match("^http://") then
-    pipe:close()
-    error("emulator did not start (first line: " .. tostring(url) .. ")")
-  end
-  local self = setmetatable({ url = url, pid = pid, pipe = pipe,
+  if not ok then error(child, 2) end
+  return setmetatable({ url = child.url, pid = child.pid, child = child,
     engine = core.engine{ max_host_connections = 8 } }, Emu)
-  -- Finalizer for Lua 5.1/LuaJIT, where tables have no __gc.
-  if newproxy then
-    local proxy = newproxy(true)
-    getmetatable(proxy).__gc = function() self:stop() end
-    self.gc_proxy = proxy
-  end
-  return self
 end
-
-Emu.__gc = function(self) self:stop() end
 
 --- Any request to the emulator, blocking -> the engine's finished item.
 -- t: method, path (joined to the base URL) or url, headers, body, timeout (s, default 30).
@@ -168,29 +138,9 @@ function Emu:wait_for(fn, timeout)
   return nil
 end
 
--- Is the process running? (a zombie waiting for pclose counts as gone)
-local function alive(pid)
-  local f = io.open("/proc/" .. pid .. "/stat", "r")
-  if f then
-    local stat = f:read("*l") or ""
-    f:close()
-    return stat:match("^%d+ %b() (%a)") ~= "Z"
-  end
-  local a, _, c = os.execute("kill -0 " .. pid .. " 2>/dev/null")
-  if type(a) == "number" then return a == 0 end
-  return a == true and (c == nil or c == 0)
-end
-
 --- Stop the emulator and reap it (TERM, then KILL if it does not go within 3 s).
 function Emu:stop()
-  if not self.pipe then return end
-  local pid = self.pid
-  os.execute("kill -TERM " .. pid .. " 2>/dev/null")
-  local deadline = core.now() + 3
-  while core.now() < deadline and alive(pid) do sleep(0.02) end
-  if alive(pid) then os.execute("kill -KILL " .. pid .. " 2>/dev/null") end
-  self.pipe:close()
-  self.pipe = nil
+  self.child:stop()
   if self.engine then
     self.engine:close()
     self.engine = nil

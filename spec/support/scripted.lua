@@ -104,6 +104,8 @@ if select(1, ...) == "--serve" then
   return serve(tonumber((select(2, ...))))
 end
 
+local util = require("support.util")
+
 local Server = {}
 Server.__index = Server
 
@@ -111,33 +113,21 @@ Server.__index = Server
 local engine
 
 local function call(method, url, body)
-  local core = require("vidu.core")
-  engine = engine or core.engine{}
-  local id = engine:request{ method = method, url = url, body = body,
-    headers = body and { ["Content-Type"] = "application/json" } or nil, timeout = 10 }
-  while true do
-    for _, item in ipairs(engine:wait(100)) do
-      if item.id == id then
-        assert(item.ok and item.status == 200, "scripted server: " .. method .. " " .. url ..
-          " failed: " .. tostring(item.message or item.status))
-        return require("cjson").decode(item.body)
-      end
-    end
-  end
+  engine = engine or require("vidu.core").engine{}
+  local item = util.fetch(engine, { method = method, url = url, body = body,
+    headers = body and { ["Content-Type"] = "application/json" } or nil, timeout = 10 }, 30)
+  assert(item.ok and item.status == 200, "scripted server: " .. method .. " " .. url ..
+    " failed: " .. tostring(item.message or item.status))
+  return require("cjson").decode(item.body)
 end
 
 --- Starts the server in a child process. opts.port: a fixed port (default any free one).
 function M.start(opts)
   local lua = os.getenv("VIDU_LUA") or "lua5.4"
   local port = opts and opts.port and (" " .. opts.port) or ""
-  local pipe = assert(io.popen("exec " .. lua .. " spec/support/scripted.lua --serve" .. port, "r"))
-  local url = pipe:read("*l")
-  local pid = tonumber(pipe:read("*l") or "")
-  if not url or not url:match("^http://") or not pid then
-    pipe:close()
-    error("scripted server did not start (first line: " .. tostring(url) .. ")")
-  end
-  return setmetatable({ url = url, pid = pid, pipe = pipe }, Server)
+  local child = util.start_server(lua .. " spec/support/scripted.lua --serve" .. port,
+    "scripted server")
+  return setmetatable({ url = child.url, pid = child.pid, child = child }, Server)
 end
 
 function Server:reset() call("POST", self.url .. "/_ctl/reset", "{}") end
@@ -160,12 +150,7 @@ function Server:peak(name)
   return call("GET", self.url .. "/_ctl/log?name=" .. name).peak
 end
 
-function Server:stop()
-  if not self.pipe then return end
-  os.execute(string.format("kill %d 2>/dev/null", self.pid))
-  self.pipe:close()
-  self.pipe = nil
-end
+function Server:stop() self.child:stop() end
 
 --- A TCP port that nothing listens on (bound and released at once).
 function M.free_port()
