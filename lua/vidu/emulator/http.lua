@@ -145,23 +145,23 @@ local function take(c, n)
   return out
 end
 
-function Conn:close()
-  if self.closed then return end
+-- Mark the connection dead and forget it (the server's count included); the socket is the
+-- caller's to close, gently or with a reset.
+function Conn:detach()
   self.closed = true
   self.state = "dead"
+  self.res = nil
   local srv = self.server
   if srv.conns[self] then
     srv.conns[self] = nil
     srv.nconns = srv.nconns - 1
   end
-  local res = self.res
-  self.res = nil
+end
+
+function Conn:close()
+  if self.closed then return end
+  self:detach()
   if not self.tcp:is_closing() then self.tcp:close() end
-  if res and res.on_close then
-    local fn = res.on_close
-    res.on_close = nil
-    fn(res)
-  end
 end
 
 function Conn:send_raw(data)
@@ -446,14 +446,7 @@ function Response:reset()
   self.done = true
   local conn = self.conn
   if conn.closed then return end
-  conn.res = nil
-  conn.closed = true
-  conn.state = "dead"
-  local srv = conn.server
-  if srv.conns[conn] then
-    srv.conns[conn] = nil
-    srv.nconns = srv.nconns - 1
-  end
+  conn:detach()
   local tcp = conn.tcp
   if tcp:is_closing() then return end
   tcp:read_stop()

@@ -80,6 +80,13 @@ function M:get(id)
   return self.by_id[id]
 end
 
+--- The task `id` when `provider` made it for `key`: another key's task is not found.
+function M:owned(id, provider, key)
+  local task = self.by_id[id]
+  if task and task.provider == provider and task.key == key then return task end
+  return nil
+end
+
 -- Timers at the stage boundaries for tasks that progress with time.
 function M:schedule(task)
   self:stop_timers(task)

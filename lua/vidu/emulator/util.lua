@@ -44,6 +44,15 @@ function M.key_ok(config, provider, key)
   return false
 end
 
+--- The caller's API key for `provider` -> key | nil, why. why: "missing", "scheme", "empty"
+-- (see auth_key) or "denied" (keys are configured and this one is not among them). Each
+-- provider answers the refusal in its own shape.
+function M.authorize(app, req, provider, scheme)
+  local key, why = M.auth_key(req, scheme)
+  if key and not M.key_ok(app.config, provider, key) then return nil, "denied" end
+  return key, why
+end
+
 --- Is v an integer (a number with no fraction, or with `allow_string` a decimal string)?
 function M.as_int(v, allow_string)
   if type(v) == "string" and allow_string and v:match("^%-?%d+$") then v = tonumber(v) end

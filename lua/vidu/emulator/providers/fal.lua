@@ -33,17 +33,13 @@ local function detail(app, res, status, errors, retryable)
     { ["X-Fal-Retryable"] = retryable and "true" or "false" })
 end
 
+local AUTH_ERRORS = { missing = "Missing authorization header", denied = "Invalid API key",
+  scheme = "Invalid authorization header: expected \"Key <FAL_KEY>\"" }
+AUTH_ERRORS.empty = AUTH_ERRORS.scheme
+
 local function authorize(app, req, res)
-  local key, why = util.auth_key(req, "Key")
-  if not key then
-    app:json(res, 401, { detail = why == "missing" and "Missing authorization header"
-      or "Invalid authorization header: expected \"Key <FAL_KEY>\"" })
-    return nil
-  end
-  if not util.key_ok(app.config, "fal", key) then
-    app:json(res, 401, { detail = "Invalid API key" })
-    return nil
-  end
+  local key, why = util.authorize(app, req, "fal", "Key")
+  if not key then app:json(res, 401, { detail = AUTH_ERRORS[why] }) end
   return key
 end
 
@@ -160,12 +156,8 @@ end
 
 local function find_task(app, req, res, id)
   local key = authorize(app, req, res)
-  if not key then return nil end
-  local task = app.tasks:get(id)
-  if not task or task.provider ~= "fal" or task.key ~= key then
-    app:json(res, 404, { detail = "Request " .. id .. " not found" })
-    return nil
-  end
+  local task = key and app.tasks:owned(id, "fal", key)
+  if key and not task then app:json(res, 404, { detail = "Request " .. id .. " not found" }) end
   return task
 end
 
@@ -276,10 +268,8 @@ function P.routes(app, r)
   r:add("PUT", APP .. "/requests/{}/cancel", function(req, res, id)
     local key = authorize(app, req, res)
     if not key then return end
-    local task = app.tasks:get(id)
-    if not task or task.provider ~= "fal" or task.key ~= key then
-      return app:json(res, 404, { status = "NOT_FOUND" })
-    end
+    local task = app.tasks:owned(id, "fal", key)
+    if not task then return app:json(res, 404, { status = "NOT_FOUND" }) end
     app.tasks:observe(task)
     if not app.tasks:cancel(task) then
       return app:json(res, 400, { status = "ALREADY_COMPLETED" })

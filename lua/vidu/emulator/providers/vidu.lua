@@ -67,18 +67,13 @@ function M.make(opts)
     return res:send(status, headers, body)
   end
 
+  local auth_errors = { missing = "missing Authorization header", denied = "invalid api key",
+    scheme = "Authorization must be \"" .. opts.scheme .. " <api key>\"" }
+  auth_errors.empty = auth_errors.scheme
+
   local function authorize(app, req, res)
-    local key, why = util.auth_key(req, opts.scheme)
-    if not key then
-      local msg = why == "missing" and "missing Authorization header"
-        or ("Authorization must be \"" .. opts.scheme .. " <api key>\"")
-      fail(app, res, 401, "Unauthorized", msg)
-      return nil
-    end
-    if not util.key_ok(app.config, P.name, key) then
-      fail(app, res, 401, "Unauthorized", "invalid api key")
-      return nil
-    end
+    local key, why = util.authorize(app, req, P.name, opts.scheme)
+    if not key then fail(app, res, 401, "Unauthorized", auth_errors[why]) end
     return key
   end
 
@@ -243,12 +238,8 @@ function M.make(opts)
 
   local function find_task(app, req, res, id)
     local key = authorize(app, req, res)
-    if not key then return nil end
-    local task = app.tasks:get(id)
-    if not task or task.provider ~= P.name or task.key ~= key then
-      fail(app, res, 404, "TaskNotFound", "task " .. id .. " not found")
-      return nil
-    end
+    local task = key and app.tasks:owned(id, P.name, key)
+    if key and not task then fail(app, res, 404, "TaskNotFound", "task " .. id .. " not found") end
     return task
   end
 

@@ -31,17 +31,12 @@ local function fail(app, res, status, code, message)
   return res:send(status, h, b)
 end
 
+local AUTH_ERRORS = { missing = "missing Authorization header", scheme = "invalid Authorization header",
+  empty = "invalid Authorization header", denied = "invalid api key" }
+
 local function authorize(app, req, res)
-  local key, why = util.auth_key(req, "Bearer")
-  if not key then
-    fail(app, res, 401, 401,
-      why == "missing" and "missing Authorization header" or "invalid Authorization header")
-    return nil
-  end
-  if not util.key_ok(app.config, "vtrix", key) then
-    fail(app, res, 401, 401, "invalid api key")
-    return nil
-  end
+  local key, why = util.authorize(app, req, "vtrix", "Bearer")
+  if not key then fail(app, res, 401, 401, AUTH_ERRORS[why]) end
   return key
 end
 
@@ -161,10 +156,8 @@ function P.routes(app, r)
   r:add("GET", "/model/v1/generation/task/{}", function(req, res, id)
     local key = authorize(app, req, res)
     if not key then return end
-    local task = app.tasks:get(id)
-    if not task or task.provider ~= "vtrix" or task.key ~= key then
-      return fail(app, res, 404, 404, "task " .. id .. " not found")
-    end
+    local task = app.tasks:owned(id, "vtrix", key)
+    if not task then return fail(app, res, 404, 404, "task " .. id .. " not found") end
     return app:json(res, 200, task_json(app, task, app.tasks:poll(task)))
   end)
 end

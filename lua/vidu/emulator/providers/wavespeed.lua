@@ -33,17 +33,13 @@ local function ok(app, res, data)
   return app:json(res, 200, { code = 200, message = "success", data = data })
 end
 
+local AUTH_ERRORS = { missing = "Unauthorized: missing Authorization header",
+  scheme = "Unauthorized: expected \"Bearer <api key>\"", denied = "Unauthorized: invalid api key" }
+AUTH_ERRORS.empty = AUTH_ERRORS.scheme
+
 local function authorize(app, req, res)
-  local key, why = util.auth_key(req, "Bearer")
-  if not key then
-    fail(app, res, 401, why == "missing" and "Unauthorized: missing Authorization header"
-      or "Unauthorized: expected \"Bearer <api key>\"")
-    return nil
-  end
-  if not util.key_ok(app.config, "wavespeed", key) then
-    fail(app, res, 401, "Unauthorized: invalid api key")
-    return nil
-  end
+  local key, why = util.authorize(app, req, "wavespeed", "Bearer")
+  if not key then fail(app, res, 401, AUTH_ERRORS[why]) end
   return key
 end
 
@@ -152,12 +148,8 @@ end
 
 local function find_task(app, req, res, id)
   local key = authorize(app, req, res)
-  if not key then return nil end
-  local task = app.tasks:get(id)
-  if not task or task.provider ~= "wavespeed" or task.key ~= key then
-    fail(app, res, 404, "prediction " .. id .. " not found")
-    return nil
-  end
+  local task = key and app.tasks:owned(id, "wavespeed", key)
+  if key and not task then fail(app, res, 404, "prediction " .. id .. " not found") end
   return task
 end
 
