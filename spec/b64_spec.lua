@@ -294,23 +294,19 @@ describe("data: URIs", function()
     end)
 
     it("returns an error naming the path", function()
-      local uri, err = core.data_uri_file("spec/fixtures/no-such-file.png")
-      assert.is_nil(uri)
-      assert.are.equal("spec/fixtures/no-such-file.png: No such file or directory", err)
-
-      uri, err = core.data_uri_file("spec/fixtures")
-      assert.is_nil(uri)
-      assert.are.equal("spec/fixtures: not a regular file", err)
-
-      write_file(tmp, "hello")
-      uri, err = core.data_uri_file(tmp)
-      assert.is_nil(uri)
-      assert.are.equal(tmp .. ": not a PNG, JPEG or WebP image (pass a mime type)", err)
-
-      write_file(tmp, "")
-      uri, err = core.data_uri_file(tmp)
-      assert.is_nil(uri)
-      assert.are.equal(tmp .. ": not a PNG, JPEG or WebP image (pass a mime type)", err)
+      -- { path, bytes to write there first (nil: leave it as it is), what follows "<path>: " }
+      local cases = {
+        { "spec/fixtures/no-such-file.png", nil, "No such file or directory" },
+        { "spec/fixtures", nil, "not a regular file" },
+        { tmp, "hello", "not a PNG, JPEG or WebP image (pass a mime type)" },
+        { tmp, "", "not a PNG, JPEG or WebP image (pass a mime type)" },
+      }
+      for _, case in ipairs(cases) do
+        if case[2] then write_file(case[1], case[2]) end
+        local uri, err = core.data_uri_file(case[1])
+        assert.is_nil(uri)
+        assert.are.equal(case[1] .. ": " .. case[3], err)
+      end
     end)
 
     it("raises for bad arguments", function()

@@ -249,23 +249,19 @@ describe("core.image_info_file", function()
   end)
 
   it("returns errors naming the path", function()
-    local info, err = core.image_info_file("spec/fixtures/missing.png")
-    assert.is_nil(info)
-    assert.are.equal("spec/fixtures/missing.png: No such file or directory", err)
-
-    info, err = core.image_info_file("spec/fixtures")
-    assert.is_nil(info)
-    assert.are.equal("spec/fixtures: not a regular file", err)
-
-    write_file(tmp, "")
-    info, err = core.image_info_file(tmp)
-    assert.is_nil(info)
-    assert.are.equal(tmp .. ": empty image data", err)
-
-    write_file(tmp, "just some text")
-    info, err = core.image_info_file(tmp)
-    assert.is_nil(info)
-    assert.are.equal(tmp .. ": unknown image format (not PNG, JPEG or WebP)", err)
+    -- { path, bytes to write there first (nil: leave it as it is), what follows "<path>: " }
+    local cases = {
+      { "spec/fixtures/missing.png", nil, "No such file or directory" },
+      { "spec/fixtures", nil, "not a regular file" },
+      { tmp, "", "empty image data" },
+      { tmp, "just some text", "unknown image format (not PNG, JPEG or WebP)" },
+    }
+    for _, case in ipairs(cases) do
+      if case[2] then write_file(case[1], case[2]) end
+      local info, err = core.image_info_file(case[1])
+      assert.is_nil(info)
+      assert.are.equal(case[1] .. ": " .. case[3], err)
+    end
   end)
 
   it("refuses a FIFO without opening it (opening one would block)", function()
