@@ -1,53 +1,47 @@
---- One image to one video on fal.ai (fal-ai/vidu/q1/image-to-video through the queue).
+--- fal.ai (fal-ai/vidu/q1/image-to-video) through its queue, and what is fal's own:
+-- * a local image goes to fal's storage first (initiate, then PUT) and the model gets its URL;
+--   that is fal's default, `upload = false` sends it inline instead (under 10 MB);
+-- * on_update sees the queue position while queued, then the model's log lines;
+-- * priority = "low" queues behind normal requests; fal_webhook = URL has fal POST the result
+--   there as well;
+-- * a request may be canceled while queued or running: here, when it runs past FAL_TIMEOUT.
 --
 --   FAL_KEY=... lua examples/fal.lua [image] [out.mp4]
 --   VIDU_BASE_URL=http://127.0.0.1:PORT lua examples/fal.lua     -- against bin/vidu-emulator
---
--- A local image is uploaded to fal's storage first; queue position and the model's logs
--- arrive through on_update.
+--   FAL_TIMEOUT=1 FAL_WEBHOOK=https://example.com/hook ...        -- cancel; a webhook too
 local vidu = require("vidu")
 
-local image = arg[1] or "spec/fixtures/astronaut.png"
-local out = arg[2] or "fal.mp4"
-local base_url = os.getenv("VIDU_BASE_URL")          -- nil: queue.fal.run and rest.fal.ai
-local key = os.getenv("FAL_KEY") or (base_url and "emulator-key")
-if not key then
-  io.stderr:write("set FAL_KEY, or VIDU_BASE_URL to the emulator's URL\n")
-  os.exit(2)
-end
-
-local function fail(err)
-  io.stderr:write(tostring(err), "\n")
-  os.exit(1)
-end
-
-local client = vidu.client("fal", { api_key = key, base_url = base_url })
+local emulator = os.getenv("VIDU_BASE_URL")
+-- api_key nil: FAL_KEY from the environment. base_url replaces the queue and storage hosts.
+local fal = vidu.client("fal", { base_url = emulator, api_key = emulator and "emulator-key" or nil })
 
 vidu.run(function()
-  local task, err = client:submit{
-    image = image,
+  local request = assert(fal:submit{
+    image = arg[1] or "spec/fixtures/astronaut.png",
     prompt = "The astronaut waved and the camera moved up.",
-    movement_amplitude = "auto", seed = 42,
-    -- model = "fal-ai/vidu/q1/image-to-video", priority = "normal", start_timeout = 600,
-  }
-  if not task then fail(err) end
-  print("request " .. task.id .. " queued")
-  local seen_logs = 0
-  local ok, werr = task:wait{
-    timeout = 900,
-    on_update = function(t)
-      if t.status == "queued" and t.queue_position then
-        print("in queue, position " .. t.queue_position)
-      else
-        print("status: " .. t.status)
-      end
-      local logs = t.logs or {}
-      for i = seen_logs + 1, #logs do print("  log: " .. tostring(logs[i].message)) end
-      seen_logs = #logs
+    priority = "low",
+    fal_webhook = os.getenv("FAL_WEBHOOK"),
+  })
+  print("request " .. request.id .. " (image uploaded to fal storage first)")
+
+  local shown = 0
+  local ok, err = request:wait{
+    timeout = tonumber(os.getenv("FAL_TIMEOUT")) or 900,
+    on_update = function(r)
+      if r.queue_position then print("  queue position " .. r.queue_position) end
+      local logs = r.logs or {}
+      for i = shown + 1, #logs do print("  log: " .. tostring(logs[i].message)) end
+      shown = #logs
     end,
   }
-  if not ok then fail(werr) end
-  ok, werr = task:download(out)
-  if not ok then fail(werr) end
-  print(out .. " written")
+  if not ok and err.kind == "timeout" then
+    -- Do not pay for a video nobody waits for; fal answers the cancel even mid-run.
+    assert(request:cancel())
+    local _, why = request:wait{ timeout = 60 }
+    print("timed out; " .. tostring(why))   -- kind "canceled" once fal has stopped it
+    return
+  end
+  assert(ok, err)
+  assert(request:download(arg[2] or "fal.mp4"))
+  print("saved " .. (arg[2] or "fal.mp4"))
 end)
