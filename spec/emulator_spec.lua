@@ -1089,3 +1089,20 @@ describe("emulator JSON input", function()
     assert.are.equal(0, task_count())
   end)
 end)
+
+describe("emulator relay viduq2 models", function()
+  -- The same range the client checks (validate.lua): 1..10 s at 540p, 720p or 1080p.
+  local rows = {
+    { "viduq2-pro", 10, "1080p", 200 },
+    { "viduq2-turbo", 1, "540p", 200 },
+    { "viduq2-turbo", 11, "720p", 400 },
+    { "viduq2-pro", 5, "360p", 400 },
+  }
+  for _, row in ipairs(rows) do
+    it(string.format("%s %d s %s -> %d", row[1], row[2], row[3], row[4]), function()
+      local r = call("POST", "/vidu/v2/img2video", { auth = BEARER, json = { model = row[1],
+        images = { DATA_URI }, prompt = "x", duration = row[2], resolution = row[3] } })
+      assert.are.equal(row[4], r.status, r.body)
+    end)
+  end
+end)

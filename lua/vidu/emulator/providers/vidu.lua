@@ -23,8 +23,10 @@ local RULES = {
   ["vidu1.5"] = { default_duration = 4, durations = {
     [4] = { "360p", "720p", "1080p", default = "360p" }, [8] = { "720p", default = "720p" } } },
 }
+-- viduq2-pro/turbo image-to-video: 1..10 s, as the library's validate.lua and WaveSpeed's q2
+-- pages have it (1..8 s is Vidu's start-end endpoint, not this one).
 local Q2 = { default_duration = 5, durations = {} }
-for d = 1, 8 do Q2.durations[d] = { "540p", "720p", "1080p", default = "720p" } end
+for d = 1, 10 do Q2.durations[d] = { "540p", "720p", "1080p", default = "720p" } end
 local RELAY_RULES = { viduq1 = RULES.viduq1, ["viduq1-classic"] = RULES.viduq1,
   ["vidu2.0"] = RULES["vidu2.0"], ["vidu1.5"] = RULES["vidu1.5"], ["viduq2-pro"] = Q2, ["viduq2-turbo"] = Q2 }
 M.RULES, M.RELAY_RULES = RULES, RELAY_RULES
