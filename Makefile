@@ -31,6 +31,7 @@ OBJ := $(patsubst csrc/%.c,$(BUILD)/obj/%.o,$(SRC))
 # Debian packages the project needs. Each target that needs them depends on `deps`, which only
 # calls apt-get when something is missing, so a fresh machine needs nothing but `make`.
 PKGS := gcc make pkg-config lua5.4 liblua5.4-dev luajit libluajit-5.1-dev \
+	lua5.1 liblua5.1-0-dev lua5.3 liblua5.3-dev \
 	libcurl4-openssl-dev lua-cjson lua-luv lua-busted lua-check luarocks valgrind openssl ffmpeg
 DEPS_STAMP := build/.deps-ok
 
