@@ -1106,3 +1106,21 @@ describe("emulator relay viduq2 models", function()
     end)
   end
 end)
+
+describe("emulator relay prompt limits", function()
+  -- The same limits the client checks: 2000 characters for viduq2, 1500 for the older models.
+  local rows = {
+    { "viduq2-pro", 2000, 200 },
+    { "viduq2-turbo", 2001, 400 },
+    { "viduq1", 1500, 200 },
+    { "viduq1", 1501, 400 },
+    { "vidu2.0", 1501, 400 },
+  }
+  for _, row in ipairs(rows) do
+    it(string.format("%s, %d characters -> %d", row[1], row[2], row[3]), function()
+      local r = call("POST", "/vidu/v2/img2video", { auth = BEARER, json = { model = row[1],
+        images = { DATA_URI }, prompt = string.rep("é", row[2]) } })
+      assert.are.equal(row[3], r.status, r.body)
+    end)
+  end
+end)

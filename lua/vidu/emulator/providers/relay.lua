@@ -4,4 +4,4 @@
 local vidu = require("vidu.emulator.providers.vidu")
 
 return vidu.make{ name = "relay", base = "/vidu/v2", scheme = "Bearer", rules = vidu.RELAY_RULES,
-  cancel = false, uploads = false, prompt_max = 2000, auth_style = "newapi", prefixes = { "/vidu/" } }
+  cancel = false, uploads = false, auth_style = "newapi", prefixes = { "/vidu/" } }

@@ -25,7 +25,7 @@ local RULES = {
 }
 -- viduq2-pro/turbo image-to-video: 1..10 s, as the library's validate.lua and WaveSpeed's q2
 -- pages have it (1..8 s is Vidu's start-end endpoint, not this one).
-local Q2 = { default_duration = 5, durations = {} }
+local Q2 = { default_duration = 5, durations = {}, prompt_max = 2000 }
 for d = 1, 10 do Q2.durations[d] = { "540p", "720p", "1080p", default = "720p" } end
 local RELAY_RULES = { viduq1 = RULES.viduq1, ["viduq1-classic"] = RULES.viduq1,
   ["vidu2.0"] = RULES["vidu2.0"], ["vidu1.5"] = RULES["vidu1.5"], ["viduq2-pro"] = Q2, ["viduq2-turbo"] = Q2 }
@@ -123,7 +123,8 @@ function M.make(opts)
     end
     if b.prompt ~= nil then
       if type(b.prompt) ~= "string" then return nil, 400, "FieldInvalid", "prompt must be a string" end
-      local max = opts.prompt_max or 1500
+      -- The newer models take longer prompts (viduq2: 2000); the rest 1500.
+      local max = rule.prompt_max or opts.prompt_max or 1500
       if image.char_len(b.prompt) > max then
         return nil, 400, "FieldInvalid", "prompt exceeds " .. max .. " characters"
       end
