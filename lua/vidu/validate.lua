@@ -81,92 +81,77 @@ local function with(rule, changes)
   return r
 end
 
--- Each provider: `order` is the order fields are checked in (so the first error reported is
--- stable), `models` the model table, `default_model` what is sent when none is given.
-local PROVIDERS = {
-  fal = {
-    prompt_max = 1500,
-    default_model = "fal-ai/vidu/q1/image-to-video",
-    fields = {
-      image = F.image,
-      prompt = with(F.prompt, { required = true }),
-      seed = F.seed,
-      movement_amplitude = F.movement_amplitude,
-      model = { t = "string", fal_model = true },
-      fal_webhook = { t = "string", url = true },
-      priority = { t = "string", enum = { "normal", "low" } },
-      -- fal's docs: must be above 0.1 s (the Python client asks for more than 1 s).
-      start_timeout = { t = "number", above = 0.1 },
-      hint = { t = "string", text = true, nonempty = true },
-      upload = F.upload,
-    },
-    order = { "model", "prompt", "seed", "movement_amplitude", "fal_webhook", "priority",
-      "start_timeout", "hint", "upload", "image" },
-  },
-  vidu = {
-    prompt_max = 1500,
-    models = VIDU_MODELS, default_model = "viduq1",
-    fields = {
-      image = F.image, prompt = F.prompt, seed = F.seed,
-      movement_amplitude = F.movement_amplitude, model = { t = "string" },
-      duration = F.duration, resolution = F.resolution, bgm = F.bgm, payload = F.payload,
-      off_peak = F.off_peak, callback_url = F.callback_url, is_rec = F.is_rec, audio = F.audio,
-      voice_id = F.voice_id, watermark = F.watermark, wm_position = F.wm_position,
-      wm_url = F.wm_url, meta_data = F.meta_data, upload = F.upload,
-    },
-    order = { "model", "prompt", "duration", "resolution", "seed", "movement_amplitude", "bgm",
-      "payload", "off_peak", "callback_url", "is_rec", "audio", "voice_id", "watermark",
-      "wm_position", "wm_url", "meta_data", "upload", "image" },
-  },
-  relay = {
-    prompt_max = 1500,
-    models = RELAY_MODELS, default_model = "viduq1",
-    fields = {
-      image = F.image, prompt = F.prompt, seed = F.seed,
-      movement_amplitude = F.movement_amplitude, model = { t = "string" },
-      duration = F.duration, resolution = F.resolution, bgm = F.bgm, payload = F.payload,
-      off_peak = F.off_peak, callback_url = F.callback_url, is_rec = F.is_rec,
-      watermark = F.watermark, wm_position = F.wm_position, wm_url = F.wm_url,
-      meta_data = F.meta_data, upload = F.upload,
-    },
-    order = { "model", "prompt", "duration", "resolution", "seed", "movement_amplitude", "bgm",
-      "payload", "off_peak", "callback_url", "is_rec", "watermark", "wm_position", "wm_url",
-      "meta_data", "upload", "image" },
-  },
-  vtrix = {
-    prompt_max = 2000,
-    models = VTRIX_MODELS, default_model = "viduq1_img2video",
-    fields = {
-      image = F.image, prompt = F.prompt, seed = F.seed,
-      movement_amplitude = F.movement_amplitude, model = { t = "string" },
-      duration = F.duration, resolution = F.resolution, bgm = F.bgm, payload = F.payload,
-      off_peak = F.off_peak, callback_url = F.callback_url, is_rec = F.is_rec, audio = F.audio,
-      voice_id = F.voice_id, watermark = F.watermark, wm_position = F.wm_position,
-      wm_url = F.wm_url, upload = F.upload,
-    },
-    order = { "model", "prompt", "duration", "resolution", "seed", "movement_amplitude", "bgm",
-      "payload", "off_peak", "callback_url", "is_rec", "audio", "voice_id", "watermark",
-      "wm_position", "wm_url", "upload", "image" },
-  },
-  wavespeed = {
-    prompt_max = 1500,
-    models = WAVESPEED_MODELS, default_model = "vidu/image-to-video-2.0",
-    fields = {
-      image = F.image,
-      prompt = with(F.prompt, { required = true }),
-      -- WaveSpeed's page: -1 ~ 2147483647, -1 (the default) meaning a random seed.
-      seed = with(F.seed, { min = -1 }),
-      movement_amplitude = F.movement_amplitude, model = { t = "string" },
-      duration = F.duration,
-      sync = { t = "boolean" },
-      webhook = { t = "string", url = true },
-      upload = F.upload,
-    },
-    order = { "model", "prompt", "duration", "seed", "movement_amplitude", "sync", "webhook",
-      "upload", "image" },
-  },
+-- Builds a provider's `fields` (name -> rule) and `order` (the order fields are checked in,
+-- so the first error reported is stable) from one ordered list of { name, rule }, leaving out
+-- the names in `except`.
+local function fieldset(list, except)
+  local fields, order = {}, {}
+  for _, item in ipairs(list) do
+    local name = item[1]
+    if not (except and except[name]) then
+      fields[name] = item[2]
+      order[#order + 1] = name
+    end
+  end
+  return fields, order
+end
+
+-- The body of Vidu's img2video, which the relay and Vtrix take too (each without a few).
+local VIDU_FAMILY = {
+  { "model", { t = "string" } }, { "prompt", F.prompt }, { "duration", F.duration },
+  { "resolution", F.resolution }, { "seed", F.seed },
+  { "movement_amplitude", F.movement_amplitude }, { "bgm", F.bgm }, { "payload", F.payload },
+  { "off_peak", F.off_peak }, { "callback_url", F.callback_url }, { "is_rec", F.is_rec },
+  { "audio", F.audio }, { "voice_id", F.voice_id }, { "watermark", F.watermark },
+  { "wm_position", F.wm_position }, { "wm_url", F.wm_url }, { "meta_data", F.meta_data },
+  { "upload", F.upload }, { "image", F.image },
 }
 
+local FAL_FIELDS = {
+  { "model", { t = "string", fal_model = true } },
+  { "prompt", with(F.prompt, { required = true }) }, { "seed", F.seed },
+  { "movement_amplitude", F.movement_amplitude },
+  { "fal_webhook", { t = "string", url = true } },
+  { "priority", { t = "string", enum = { "normal", "low" } } },
+  -- fal's docs: must be above 0.1 s (the Python client asks for more than 1 s).
+  { "start_timeout", { t = "number", above = 0.1 } },
+  { "hint", { t = "string", text = true, nonempty = true } },
+  { "upload", F.upload }, { "image", F.image },
+}
+
+local WAVESPEED_FIELDS = {
+  { "model", { t = "string" } }, { "prompt", with(F.prompt, { required = true }) },
+  { "duration", F.duration },
+  -- WaveSpeed's page: -1 ~ 2147483647, -1 (the default) meaning a random seed.
+  { "seed", with(F.seed, { min = -1 }) },
+  { "movement_amplitude", F.movement_amplitude }, { "sync", { t = "boolean" } },
+  { "webhook", { t = "string", url = true } }, { "upload", F.upload }, { "image", F.image },
+}
+
+-- Each provider: its fields and check order, `models` the model table, `default_model` what
+-- is sent when none is given.
+local function provider_rules(list, except, rest)
+  rest.fields, rest.order = fieldset(list, except)
+  return rest
+end
+
+local PROVIDERS = {
+  fal = provider_rules(FAL_FIELDS, nil, {
+    prompt_max = 1500, default_model = "fal-ai/vidu/q1/image-to-video",
+  }),
+  vidu = provider_rules(VIDU_FAMILY, nil, {
+    prompt_max = 1500, models = VIDU_MODELS, default_model = "viduq1",
+  }),
+  relay = provider_rules(VIDU_FAMILY, { audio = true, voice_id = true }, {
+    prompt_max = 1500, models = RELAY_MODELS, default_model = "viduq1",
+  }),
+  vtrix = provider_rules(VIDU_FAMILY, { meta_data = true }, {
+    prompt_max = 2000, models = VTRIX_MODELS, default_model = "viduq1_img2video",
+  }),
+  wavespeed = provider_rules(WAVESPEED_FIELDS, nil, {
+    prompt_max = 1500, models = WAVESPEED_MODELS, default_model = "vidu/image-to-video-2.0",
+  }),
+}
 validate.PROVIDERS = PROVIDERS
 validate.INT32_MAX = INT32_MAX
 
