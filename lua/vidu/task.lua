@@ -57,15 +57,18 @@ local function changed(a, b)
   return false
 end
 
+-- A driver call's answer as the task gives it: true | nil, err, the error carrying the
+-- task's id (so whoever reads it can re-attach).
+function Task:_answer(ok, err)
+  if ok then return true end
+  if errors.is(err) and err.task_id == nil then err.task_id = self.id end
+  return nil, err
+end
+
 --- Polls the provider once and updates the task: true | nil, err.
 function Task:refresh()
   local client = self.client
-  local ok, err = client.driver.poll(client, self)
-  if not ok then
-    if errors.is(err) and err.task_id == nil then err.task_id = self.id end
-    return nil, err
-  end
-  return true
+  return self:_answer(client.driver.poll(client, self))
 end
 
 -- The outcome of a finished task, as task:wait returns it.
@@ -222,12 +225,7 @@ function Task:cancel()
       message = tostring(self.provider) .. " offers no way to cancel a task",
     }
   end
-  local ok, err = cancel(client, self)
-  if not ok then
-    if errors.is(err) and err.task_id == nil then err.task_id = self.id end
-    return nil, err
-  end
-  return true
+  return self:_answer(cancel(client, self))
 end
 
 local counter = 0
