@@ -23,6 +23,16 @@ local SPEC = {
 -- RFC 9110 idempotent methods; POST and PATCH are not.
 local IDEMPOTENT = { GET = true, HEAD = true, PUT = true, DELETE = true, OPTIONS = true }
 
+--- True when `s` is an absolute http(s) URL with a host and no whitespace: the one check
+-- every layer uses before it sends anything (or our key) to a URL.
+function http.is_url(s)
+  if type(s) ~= "string" or s:find("[%s%c]") then return false end
+  local scheme, host = s:match("^(%a[%w+.-]*)://([^/?#]+)")
+  if not scheme then return false end
+  scheme = scheme:lower()
+  return (scheme == "http" or scheme == "https") and host ~= ""
+end
+
 --- The "scheme://host[:port]" part of an absolute http(s) URL (lower-cased), or nil.
 function http.origin(url)
   local o = type(url) == "string" and url:match("^[Hh][Tt][Tt][Pp][Ss]?://[^/?#]+")

@@ -22,6 +22,7 @@
 -- URLs are passed through as they are: no download, no check (the provider fetches them).
 local core = require("vidu.core")
 local errors = require("vidu.errors")
+local http = require("vidu.http")
 
 local images = {}
 
@@ -149,8 +150,8 @@ function images.resolve(provider, input, opts)
 
   if type(input) == "string" then
     local lower = input:sub(1, 8):lower()
-    if lower:sub(1, 7) == "http://" or lower == "https://" then
-      if input:find("[%s%c]") or not input:match("^%a+://[^/?#]+") then
+    if lower:match("^https?://") then
+      if not http.is_url(input) then
         return image_error(provider, string.format("%q is not a valid URL", input), "URL")
       end
       return { source = "url", route = "url", url = input }

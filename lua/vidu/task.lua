@@ -5,6 +5,7 @@
 -- table when failed), queue_position, logs, progress, and whatever state the driver keeps
 -- (status_url, ...). The client is task.client; the API key is never on the task.
 local errors = require("vidu.errors")
+local http = require("vidu.http")
 
 local Task = {}
 Task.__index = Task
@@ -258,7 +259,7 @@ function Task:download(path, opts)
         "): wait for it to succeed first",
     }
   end
-  if not url:match("^[Hh][Tt][Tt][Pp][Ss]?://") then
+  if not http.is_url(url) then
     return nil, errors.new{
       kind = "invalid", provider = self.provider, task_id = self.id, field = "video_url",
       limit = "http(s)", message = "only http(s) URLs are downloaded: " .. url:sub(1, 60),

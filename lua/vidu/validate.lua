@@ -20,6 +20,7 @@
 --   1080p.
 local core = require("vidu.core")
 local errors = require("vidu.errors")
+local http = require("vidu.http")
 local images = require("vidu.images")
 
 local validate = {}
@@ -206,15 +207,8 @@ local EXPECTED = {
   image = "a path, an http(s) URL, a data: URI or a table { data = bytes }",
 }
 
---- True when `s` is an absolute http(s) URL with a host and no whitespace.
-function validate.is_http_url(s)
-  if type(s) ~= "string" then return false end
-  if s:find("[%s%c]") then return false end
-  local scheme, host = s:match("^(%a[%w+.-]*)://([^/?#]+)")
-  if not scheme then return false end
-  scheme = scheme:lower()
-  return (scheme == "http" or scheme == "https") and host ~= ""
-end
+--- True when `s` is an absolute http(s) URL with a host and no whitespace (vidu.http's check).
+validate.is_http_url = http.is_url
 
 -- Checks the text of a string value: valid UTF-8 and at most `max` characters.
 local function check_text(provider, field, s, max)

@@ -2,6 +2,7 @@
 -- error values drivers build from provider answers.
 local json = require("vidu.json")
 local errors = require("vidu.errors")
+local http = require("vidu.http")
 
 local common = {}
 
@@ -58,10 +59,7 @@ end
 
 --- True for an absolute http(s) URL (what we accept from a provider's answer before we send
 -- our key to it).
-function common.is_http_url(s)
-  return type(s) == "string" and (s:sub(1, 7):lower() == "http://"
-    or s:sub(1, 8):lower() == "https://")
-end
+common.is_http_url = http.is_url
 
 --- A short, printable excerpt of a body for error messages.
 function common.excerpt(body)
