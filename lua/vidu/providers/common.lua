@@ -115,6 +115,15 @@ function common.check_attach(provider, id, opts, allowed)
   end
 end
 
+--- The attach of a provider whose URLs are built from the task id alone (Vidu, the relay,
+-- WaveSpeed, Vtrix): re-attaching needs nothing but the id.
+function common.attach_by_id(provider)
+  return function(_, id, opts)
+    common.check_attach(provider, id, opts)
+    return { id = id, status = "queued" }
+  end
+end
+
 --- The first element of a JSON array, when it is one.
 function common.first(v)
   v = common.tab(v)

@@ -224,11 +224,8 @@ function vidu_api.new(cfg)
 
   driver.poll = poll_task
 
-  --- Re-attaches to a task by id: Vidu's URLs are built from the id alone.
-  function driver.attach(_, id, opts)
-    common.check_attach(name, id, opts)
-    return { id = id, status = "queued" }
-  end
+  -- Re-attaches to a task by id: Vidu's URLs are built from the id alone.
+  driver.attach = common.attach_by_id(name)
 
   return driver
 end

@@ -206,11 +206,8 @@ local function poll_task(client, task)
   return true
 end
 
---- Re-attaches to a task by id.
-function vtrix.attach(_, id, opts)
-  common.check_attach("vtrix", id, opts)
-  return { id = id, status = "queued" }
-end
+-- Re-attaches to a task by id.
+vtrix.attach = common.attach_by_id("vtrix")
 
 -- No cancel: Vtrix documents none.
 vtrix.cancel = nil

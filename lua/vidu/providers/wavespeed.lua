@@ -186,11 +186,8 @@ local function poll_task(client, task)
   return true
 end
 
---- Re-attaches to a prediction by id.
-function wavespeed.attach(_, id, opts)
-  common.check_attach("wavespeed", id, opts)
-  return { id = id, status = "queued" }
-end
+-- Re-attaches to a prediction by id.
+wavespeed.attach = common.attach_by_id("wavespeed")
 
 -- No cancel: WaveSpeed documents none.
 wavespeed.cancel = nil
