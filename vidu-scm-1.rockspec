@@ -45,6 +45,7 @@ build = {
     ["vidu.emulator.image"] = "lua/vidu/emulator/image.lua",
     ["vidu.emulator"] = "lua/vidu/emulator/init.lua",
     ["vidu.emulator.json"] = "lua/vidu/emulator/json.lua",
+    ["vidu.emulator.launch"] = "lua/vidu/emulator/launch.lua",
     ["vidu.emulator.log"] = "lua/vidu/emulator/log.lua",
     ["vidu.emulator.media"] = "lua/vidu/emulator/media.lua",
     ["vidu.emulator.proc"] = "lua/vidu/emulator/proc.lua",

@@ -18,13 +18,8 @@ local function root_dir()
   return src:match("^@(.*)/bench/[^/]*$") or "."
 end
 
--- Start the emulator: the shell prints its pid, then execs the emulator (same pid).
-local lua = os.getenv("VIDU_LUA") or "lua5.4"
-local pipe = assert(io.popen("echo $$; exec " .. lua .. " " .. root_dir() .. "/bin/vidu-emulator --port 0 "
-  .. "--seed 1 --polls 1000000000 --exit-with-parent", "r"))
-local pid = tonumber(pipe:read("*l"))
-local url = pipe:read("*l")
-assert(url and url:match("^http://"), "emulator did not start")
+local emu = require("vidu.emulator.launch").start{ args = { "--polls", "1000000000" } }
+local url = emu.url
 
 local engine = core.engine{ max_host_connections = CONNS, max_total_connections = CONNS }
 
@@ -38,8 +33,7 @@ local function blocking(t)
 end
 
 local function stop()
-  os.execute("kill -TERM " .. pid .. " 2>/dev/null")
-  pipe:close()
+  emu:stop()
   engine:close()
 end
 

@@ -31,22 +31,6 @@ local LUA = os.getenv("VIDU_LUA") or "lua5.4"
 local TUNED = arg[4] == "tuned"
 local POLL = TUNED and { first = SECONDS * 0.95, interval = 0.6, factor = 1.5, max = 15 } or nil
 
--- Starts the emulator; returns its URL and the pipe (closing it after a kill reaps it).
-local function start_emulator()
-  local cfg = os.tmpname()
-  local f = assert(io.open(cfg, "wb"))
-  f:write(json.encode{ progress = "time", seconds = SECONDS, log_limit = COUNT * 20 + 1000 })
-  f:close()
-  -- The shell prints its pid, then becomes the emulator: that pid is the emulator's.
-  local pipe = assert(io.popen("echo $$; exec " .. LUA .. " bin/vidu-emulator --port 0 --seed 1" ..
-    " --no-ffmpeg --exit-with-parent --config " .. cfg, "r"))
-  local pid = tonumber(pipe:read("*l"))
-  local url = pipe:read("*l")
-  os.remove(cfg)
-  if not url or not url:match("^http://") then error("emulator did not start: " .. tostring(url)) end
-  return url, pipe, pid
-end
-
 -- A blocking control call on a private engine (bookkeeping, outside the measured work).
 local control_engine
 local function control(url, method, path)
@@ -84,7 +68,11 @@ local function percentile(sorted, p)
   return sorted[math.max(1, math.ceil(#sorted * p))]
 end
 
-local url, pipe, emulator_pid = start_emulator()
+local emu = require("vidu.emulator.launch").start{
+  lua = LUA, args = { "--no-ffmpeg" },
+  config = { progress = "time", seconds = SECONDS, log_limit = COUNT * 20 + 1000 },
+}
+local url = emu.url
 local image = assert(io.open("spec/fixtures/png_33x17.png", "rb")):read("*a")
 local client = vidu.client(PROVIDER, { api_key = "bench-key", base_url = url, poll = POLL })
 
@@ -134,7 +122,7 @@ for _, task in ipairs(tasks) do
     end
   end
 end
-os.execute(string.format("kill %d 2>/dev/null", emulator_pid))
+emu:stop()
 
 local med = median(delays)
 local p = client.poll
@@ -155,4 +143,3 @@ if #failures > 0 then
   print("failures (first 3):")
   for i = 1, math.min(3, #failures) do print("  " .. failures[i]) end
 end
-pipe:close()

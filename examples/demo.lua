@@ -22,28 +22,14 @@ if not env_keys[provider] then
   os.exit(2)
 end
 
--- Starts the emulator as a child process; returns its base URL and a function that stops it.
-local function start_emulator()
-  local lua = os.getenv("VIDU_LUA") or "lua5.4"
-  local cmd = string.format("sh -c 'echo $$; exec %s %s/../bin/vidu-emulator --port 0'", lua, here)
-  local pipe = assert(io.popen(cmd, "r"))
-  local pid, url = pipe:read("*l"), pipe:read("*l")
-  if not (pid and url and url:match("^http://")) then
-    error("the emulator did not start (got " .. tostring(url) .. ")")
-  end
-  return url, function()
-    os.execute("kill " .. pid .. " 2>/dev/null")
-    pipe:close()
-  end
-end
-
 local opts, stop = {}, function() end
 local base_url = os.getenv("VIDU_BASE_URL")
 if base_url then
   opts.base_url, opts.api_key = base_url, os.getenv(env_keys[provider]) or "demo"
 elseif not os.getenv(env_keys[provider]) then
-  opts.base_url, stop = start_emulator()
-  opts.api_key = "demo"
+  local emu = require("vidu.emulator.launch").start()
+  opts.base_url, opts.api_key = emu.url, "demo"
+  stop = function() emu:stop() end
   print("no " .. env_keys[provider] .. " set: using the offline emulator at " .. opts.base_url)
 end
 if provider == "relay" and not opts.base_url then

@@ -19,6 +19,7 @@ local core = require("vidu.core")
 local cjson = require("cjson")
 local ejson = require("vidu.emulator.json")
 local util = require("support.util")
+local launch = require("vidu.emulator.launch")
 
 local M = {}
 
@@ -29,12 +30,6 @@ M.luv()
 local Emu = {}
 Emu.__index = Emu
 
-local function root_dir()
-  local src = debug.getinfo(1, "S").source
-  local dir = src:match("^@(.*)/spec/support/[^/]*$")
-  return dir or "."
-end
-
 local function sleep(s)
   M.luv().sleep(math.floor(s * 1000))
 end
@@ -42,25 +37,7 @@ end
 --- Start an emulator. opts: seed, args (extra command-line arguments), config (a table written
 -- to a JSON file for --config). Raises when it does not come up.
 function M.start(opts)
-  opts = opts or {}
-  local root = root_dir()
-  local lua = os.getenv("VIDU_LUA") or "lua5.4"
-  local argv = { lua, root .. "/bin/vidu-emulator", "--port", "0", "--seed", tostring(opts.seed or 1),
-    "--exit-with-parent" }
-  local config_path
-  if opts.config then
-    config_path = os.tmpname()
-    local f = assert(io.open(config_path, "wb"))
-    f:write(ejson.encode(opts.config))
-    f:close()
-    argv[#argv + 1] = "--config"
-    argv[#argv + 1] = config_path
-  end
-  for _, a in ipairs(opts.args or {}) do argv[#argv + 1] = tostring(a) end
-  local quoted = {}
-  for i, a in ipairs(argv) do quoted[i] = util.shell_quote(a) end
-  local ok, child = pcall(util.start_server, table.concat(quoted, " "), "emulator")
-  if config_path then os.remove(config_path) end
+  local ok, child = pcall(launch.start, opts)
   if not ok then error(child, 2) end
   return setmetatable({ url = child.url, pid = child.pid, child = child,
     engine = core.engine{ max_host_connections = 8 } }, Emu)

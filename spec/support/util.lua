@@ -44,10 +44,12 @@ function M.write_tmp(data)
   return path
 end
 
---- s as one shell word.
-function M.shell_quote(s)
-  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
-end
+-- Child processes come from the library's own launcher (vidu.emulator.launch), which the
+-- demo and the benchmarks use too.
+local launch = require("vidu.emulator.launch")
+M.shell_quote = launch.shell_quote
+M.spawn = launch.spawn
+M.start_server = launch.start_server
 
 -- busted unloads the modules a spec file loaded before the next file runs. luv keeps its event
 -- loop in its module table (field _loop), so an unloaded luv frees the loop while the next
@@ -68,69 +70,6 @@ end
 
 local function now()
   return require("vidu.core").now()
-end
-
--- Is the process running? (a zombie waiting for pclose counts as gone)
-local function alive(pid)
-  local f = io.open("/proc/" .. pid .. "/stat", "r")
-  if f then
-    local stat = f:read("*l") or ""
-    f:close()
-    return stat:match("^%d+ %b() (%a)") ~= "Z"
-  end
-  local a, _, c = os.execute("kill -0 " .. pid .. " 2>/dev/null")
-  if type(a) == "number" then return a == 0 end
-  return a == true and (c == nil or c == 0)
-end
-
-local Child = {}
-Child.__index = Child
-
---- Stops the child and reaps it: TERM, then KILL if it has not gone within 3 s. Safe to call
--- twice. (Closing the pipe first would wait forever for a child that has not been told to go.)
-function Child:stop()
-  if not self.pipe then return end
-  local pid = self.pid
-  os.execute("kill -TERM " .. pid .. " 2>/dev/null")
-  local deadline = now() + 3
-  while now() < deadline and alive(pid) do M.luv().sleep(20) end
-  if alive(pid) then os.execute("kill -KILL " .. pid .. " 2>/dev/null") end
-  self.pipe:close()
-  self.pipe = nil
-end
-
-Child.__gc = function(self) self:stop() end
-
---- Runs a shell command as a child with a known pid (the shell execs it, keeping its pid) and
--- reads its stdout until a line matches the pattern `want`. Raises, naming `what` (default the
--- command) and the last line read, if the child ends first. A child left running is stopped
--- when the handle is collected, so a failing test cannot leave a pipe that blocks on close.
-function M.spawn(cmd, want, what)
-  local pipe = assert(io.popen("echo $$; exec " .. cmd, "r"))
-  local pid = tonumber(pipe:read("*l") or "")
-  local line, last
-  repeat
-    last = line or last
-    line = pipe:read("*l")
-  until line == nil or line:match(want)
-  local child = setmetatable({ pid = pid, pipe = pipe, line = line }, Child)
-  if newproxy then -- Lua 5.1/LuaJIT: tables have no __gc
-    child.gc_proxy = newproxy(true)
-    getmetatable(child.gc_proxy).__gc = function() child:stop() end
-  end
-  if not pid or not line then
-    if pid then child:stop() else pipe:close() end
-    error((what or cmd) .. " did not print a line matching " .. want ..
-      " (last line: " .. tostring(last) .. ")", 2)
-  end
-  return child
-end
-
---- Starts a server that prints its URL ("http://...") on stdout; the child gets .url.
-function M.start_server(cmd, what)
-  local child = M.spawn(cmd, "^http://", what)
-  child.url = child.line
-  return child
 end
 
 --- Drives engine until every id in ids has finished; returns the finished items by id.
