@@ -18,7 +18,7 @@ local function root_dir()
   return src:match("^@(.*)/bench/[^/]*$") or "."
 end
 
-local emu = require("vidu.emulator.launch").start{ args = { "--polls", "1000000000" } }
+local emu = require("vidu.launch").start{ args = { "--polls", "1000000000" } }
 local url = emu.url
 
 local engine = core.engine{ max_host_connections = CONNS, max_total_connections = CONNS }

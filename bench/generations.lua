@@ -68,7 +68,7 @@ local function percentile(sorted, p)
   return sorted[math.max(1, math.ceil(#sorted * p))]
 end
 
-local emu = require("vidu.emulator.launch").start{
+local emu = require("vidu.launch").start{
   lua = LUA, args = { "--no-ffmpeg" },
   config = { progress = "time", seconds = SECONDS, log_limit = COUNT * 20 + 1000 },
 }

@@ -27,7 +27,7 @@ local base_url = os.getenv("VIDU_BASE_URL")
 if base_url then
   opts.base_url, opts.api_key = base_url, os.getenv(env_keys[provider]) or "demo"
 elseif not os.getenv(env_keys[provider]) then
-  local emu = require("vidu.emulator.launch").start()
+  local emu = require("vidu.launch").start()
   opts.base_url, opts.api_key = emu.url, "demo"
   stop = function() emu:stop() end
   print("no " .. env_keys[provider] .. " set: using the offline emulator at " .. opts.base_url)

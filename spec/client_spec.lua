@@ -73,8 +73,10 @@ describe("vidu.client", function()
     assert.has_error(function() vidu.client(driver(), { api_key = KEY, colour = "red" }) end)
     assert.has_error(function() vidu.client(driver(), { api_key = KEY, retries = 0 }) end)
     assert.has_error(function() vidu.client(driver(), { api_key = KEY, max_connections = 0 }) end)
-    local c = vidu.client(driver{ options = { region = "string" } }, { api_key = KEY, region = "eu" })
-    assert.are.equal("eu", c.options.region)
+    local got
+    vidu.client(driver{ options = { region = "string" }, init = function(_, o) got = o end },
+      { api_key = KEY, region = "eu" })
+    assert.are.equal("eu", got.region)
     assert.has_error(function()
       vidu.client(driver{ options = { region = "string" } }, { api_key = KEY, region = 1 })
     end)

@@ -350,12 +350,12 @@ describe("fal specifics", function()
 
   it("re-attaches with another model's owner/app", function()
     local client = client_for("fal")
-    local fields = require("vidu.providers.fal").attach(client, "abc-123",
-      { model = "fal-ai/kling-video/v1/standard/image-to-video" })
+    local fields = assert(client:task("abc-123",
+      { model = "fal-ai/kling-video/v1/standard/image-to-video", poll = false }))
     assert.equal(emu.url .. "/fal-ai/kling-video/requests/abc-123/status", fields.status_url)
     assert.equal(emu.url .. "/fal-ai/kling-video/requests/abc-123", fields.response_url)
     assert.equal(emu.url .. "/fal-ai/kling-video/requests/abc-123/cancel", fields.cancel_url)
-    fields = require("vidu.providers.fal").attach(client, "r1", { model = "workflows/me/my-flow" })
+    fields = assert(client:task("r1", { model = "workflows/me/my-flow", poll = false }))
     assert.equal(emu.url .. "/workflows/me/my-flow/requests/r1/status", fields.status_url)
     assert.has_error(function() client:task("r1", { modle = "fal-ai/x" }) end)
     assert.has_error(function() client_for("vidu"):task("1", { model = "viduq1" }) end)

@@ -29,31 +29,27 @@ local function test_driver(url, with_cancel)
       local resp, err = client:request{ method = "POST", path = "/s/submit",
         json = { prompt = p.prompt }, idempotent = false }
       if not resp then return nil, err end
-      return { id = resp.json.id, status = "queued", raw = resp.json }
+      return { id = resp.json.id }, { status = "queued", raw = resp.json }
     end,
-    poll = function(client, task)
+    -- Reads the scripted answer into an observation; the task decides.
+    poll = function(client)
       local resp, err = client:request{ path = "/s/poll" }
       if not resp then return nil, err end
       local j = resp.json
-      task.raw = j
-      task.status = STATES[j.state] or "running"
-      task.queue_position = j.queue
-      task.logs = j.logs
-      task.video_url = j.url
+      local obs = { raw = j, status = STATES[j.state] or "running", queue_position = j.queue,
+        logs = j.logs, video_url = j.url }
       if j.state == "failed" then
-        task.error = errors.new{ kind = j.moderated and "moderated" or "failed",
-          provider = "test", code = j.code, message = "it broke" }
+        obs.error = { kind = j.moderated and "moderated" or "failed", code = j.code,
+          message = "it broke" }
       end
-      return true
+      return obs
     end,
-    attach = function(_, id) return { id = id } end,
   }
   if with_cancel then
     d.cancel = function(client, task)
       local resp, err = client:request{ method = "PUT", path = "/s/cancel", json = { id = task.id } }
       if not resp then return nil, err end
-      task.status = "canceled"
-      return true
+      return { status = "canceled" }
     end
   end
   return d

@@ -214,7 +214,7 @@ describe("validate.check", function()
   end)
 end)
 
-describe("validate.is_http_url", function()
+describe("url.is_url", function()
   local rows = {
     { "https://example.com", true }, { "http://127.0.0.1:8080/x?y=1", true },
     { "HTTPS://EXAMPLE.COM/", true }, { "ftp://example.com", false }, { "https://", false },
@@ -223,7 +223,7 @@ describe("validate.is_http_url", function()
   }
   for _, row in ipairs(rows) do
     it(tostring(row[1]) .. " -> " .. tostring(row[2]), function()
-      assert.equal(row[2], validate.is_http_url(row[1]))
+      assert.equal(row[2], require("vidu.url").is_url(row[1]))
     end)
   end
 end)

@@ -1,10 +1,15 @@
---- The client object: one provider, one key, one base URL, its connection slots.
+--- The client object: one provider, one key, one base URL. It binds a driver (the wire
+-- adapter) to the engine, the retry policy and the events: submit and re-attach make tasks,
+-- and every step of a task's life goes out through one hook, `on_event`.
 --
 -- The API key lives in a weak table keyed by the client, not on the client itself, so
 -- printing or dumping a client (or a task, which points at its client) cannot show it.
 local http = require("vidu.http")
 local retry = require("vidu.retry")
 local scheduler = require("vidu.scheduler")
+local registry = require("vidu.providers")
+local url = require("vidu.url")
+local validate = require("vidu.validate")
 local Task = require("vidu.task")
 local Pace = require("vidu.pace")
 
@@ -20,10 +25,13 @@ local secrets = setmetatable({}, { __mode = "k" })
 local RUNTIME = {
   api_key = "string", base_url = "string", timeout = "number", connect_timeout = "number",
   download_timeout = "number", poll = "table", retries = "number", retry = "table",
-  max_connections = "number", scheduler = "table",
+  max_connections = "number", scheduler = "table", on_event = "function",
 }
 
 local POLL_FIELDS = { first = true, max = true, factor = true, interval = true }
+
+-- What client:submit's second argument and client:task's options may hold.
+local SUBMIT_OPTS = { on_event = true }
 
 local function check_poll(poll, where)
   for k, v in pairs(poll) do
@@ -39,24 +47,37 @@ local function load_driver(name)
   if type(name) ~= "string" then
     error("vidu.client expects a provider name, got " .. type(name), 3)
   end
-  if not name:match("^[%w_]+$") then error("vidu.client: unknown provider " .. name, 3) end
-  local ok, driver = pcall(require, "vidu.providers." .. name)
-  if not ok then
-    if tostring(driver):find("module 'vidu.providers." .. name .. "' not found", 1, true) then
-      error("vidu.client: unknown provider \"" .. name .. "\"", 3)
-    end
-    error(driver, 0)
+  if not registry.get(name) then
+    error(string.format("vidu.client: unknown provider %q (known: %s)", name,
+      table.concat(registry.names, ", ")), 3)
   end
-  return driver
+  return registry.driver(name)
+end
+
+-- Checks the options a driver declares (name -> Lua type, or "any") and hands them to its
+-- init; raises on an unknown name or a wrong type.
+local function driver_options(self, driver, extra, pname)
+  if driver.options then
+    for k, v in pairs(extra) do
+      local t = driver.options[k]
+      if not t then error("vidu.client(\"" .. pname .. "\"): unknown option " .. tostring(k), 3) end
+      if t ~= "any" and type(v) ~= t then
+        error("vidu.client: option " .. k .. " must be a " .. t .. ", got " .. type(v), 3)
+      end
+    end
+  elseif not driver.init and next(extra) then
+    error("vidu.client(\"" .. pname .. "\"): unknown option " .. tostring((next(extra))), 3)
+  end
+  if driver.init then driver.init(self, extra) end
 end
 
 --- Creates a client for provider `name` (or a driver table, for tests and extensions).
 -- opts: api_key (default: the provider's environment variable), base_url (replaces every
 -- host of the provider), timeout (per request, s, default 30), connect_timeout (default 10),
 -- download_timeout (default 0 = none), poll = { first, max, factor [, interval] } (task:wait's
--- schedule; see Task:wait),
--- retries (total attempts per request, default 5), retry (a retry.policy table),
--- max_connections (per host, default 32), scheduler; other names go to the driver.
+-- schedule; see Task:wait), retries (total attempts per request, default 5), retry (a
+-- retry.policy table), max_connections (per host, default 32), scheduler, on_event =
+-- function(event) (see Client:_emit); other names go to the driver.
 -- A missing key raises: it is a setup mistake. Against the emulator any non-empty key works.
 function client_mod.new(name, opts)
   local driver = load_driver(name)
@@ -87,10 +108,10 @@ function client_mod.new(name, opts)
   if not base_url then
     error(string.format("vidu.client(%q): base_url is required for this provider", pname), 2)
   end
-  if not http.origin(base_url) then
+  if not url.origin(base_url) then
     error("vidu.client: base_url must be an http(s) URL: " .. base_url, 2)
   end
-  if base_url:sub(-1) == "/" then base_url = base_url:sub(1, -2) end
+  base_url = url.trim_slash(base_url)
 
   -- The driver's schedule (driver.poll is its poll function).
   local schedule = driver.poll_defaults or {}
@@ -129,28 +150,22 @@ function client_mod.new(name, opts)
     retry = retry.policy(policy_opts),
     max_connections = max_connections,
     scheduler = opts.scheduler or scheduler.default(),
-    options = extra,
-    slots = {},
-    stats = { requests = 0, retries = 0 },
+    on_event = opts.on_event,
   }, Client)
+  secrets[self] = key
+  -- The request path, with this client's driver hooks and settings bound once.
+  self._http = http.new{
+    provider = pname, key = function() return secrets[self] end,
+    auth_header = driver.auth_header, parse_error = driver.parse_error,
+    scheduler = self.scheduler, base_url = base_url, timeout = self.timeout,
+    connect_timeout = self.connect_timeout, download_timeout = self.download_timeout,
+    policy = self.retry, max_connections = max_connections,
+  }
   -- What this client's finished tasks taught about how long a task takes (see vidu.pace).
   self.pace = Pace.new(self.scheduler)
-  secrets[self] = key
 
   -- Provider-specific options: the driver checks them (and raises on unknown names).
-  if driver.init then
-    driver.init(self, extra)
-  elseif driver.options then
-    for k, v in pairs(extra) do
-      local t = driver.options[k]
-      if not t then error("vidu.client(\"" .. pname .. "\"): unknown option " .. tostring(k), 2) end
-      if t ~= "any" and type(v) ~= t then
-        error("vidu.client: option " .. k .. " must be a " .. t .. ", got " .. type(v), 2)
-      end
-    end
-  elseif next(extra) then
-    error("vidu.client(\"" .. pname .. "\"): unknown option " .. tostring((next(extra))), 2)
-  end
+  driver_options(self, driver, extra, pname)
   return self
 end
 
@@ -158,57 +173,134 @@ function Client.__tostring(self)
   return "vidu.client<" .. self.provider .. ">"
 end
 
--- The key, for http.lua only (auth header and redaction).
+-- The key, for the request path and redaction only.
 function Client:_key()
   return secrets[self]
 end
 
--- The connection slots of one origin: a semaphore of max_connections, made on first use.
+-- The connection slots of one origin (a semaphore of max_connections).
 function Client:_slots(origin)
-  local s = self.slots[origin]
-  if not s then
-    s = self.scheduler:semaphore(self.max_connections)
-    self.slots[origin] = s
+  return self._http:_slots(origin)
+end
+
+--- Sends an event to the client's on_event hook and to the task's own (client:submit's
+-- opts.on_event). event = { type = "submitting" | "submitted" | "updated" | "finished" |
+-- "downloaded" | "error", provider, task, handle, status, params (submitting), error
+-- (error, and finished when it failed), path (downloaded) }.
+function Client:_emit(kind, task, extra, own)
+  own = own or (task and task.on_event)
+  if not self.on_event and not own then return end
+  local ev = { type = kind, provider = self.provider }
+  if task then
+    ev.task, ev.handle, ev.status = task, task.handle, task.status
+    if task.error and kind == "finished" then ev.error = task.error end
   end
-  return s
+  if extra then for k, v in pairs(extra) do ev[k] = v end end
+  if self.on_event then self.on_event(ev) end
+  if own then own(ev) end
 end
 
 --- Performs one HTTP request with retries (see vidu.http and the driver contract).
 -- Returns resp = { status, headers, body, json, url, time } | nil, err.
 function Client:request(spec)
-  return http.request(self, spec)
+  return self._http:request(spec)
+end
+
+-- opts of submit and task: a table with on_event (a function), or nil.
+local function check_opts(opts, where, allowed)
+  if opts == nil then return {} end
+  if type(opts) ~= "table" then error(where .. ": options must be a table", 3) end
+  for k, v in pairs(opts) do
+    if not allowed[k] then error(where .. ": unknown option " .. tostring(k), 3) end
+    if k == "on_event" and type(v) ~= "function" then
+      error(where .. ": on_event must be a function", 3)
+    end
+  end
+  return opts
+end
+
+--- Validates params exactly as submit does, sending nothing: the normalised parameters
+-- (model filled in, image resolved to its descriptor) | nil, err. Wrong types and unknown
+-- names raise.
+function Client:check(params)
+  if type(params) ~= "table" then error("client:check expects a table of parameters", 2) end
+  local driver = self.driver
+  if driver.check then return driver.check(self, params) end
+  return validate.check(driver.rules, params)
 end
 
 --- Validates params (no I/O) and submits a generation. Returns a Task | nil, err.
+-- opts: on_event = function(event), this task's own event hook (see Client:_emit).
 -- A wrong type or an unknown parameter name raises. When the provider may have created the
 -- task despite an error, err.may_exist is true and err.task_id is set when it is known.
-function Client:submit(params)
+function Client:submit(params, opts)
   if type(params) ~= "table" then error("client:submit expects a table of parameters", 2) end
-  local driver = self.driver
-  local checked, err = driver.check(self, params)
+  opts = check_opts(opts, "client:submit", SUBMIT_OPTS)
+  local checked, err = self:check(params)
   if not checked then return nil, err end
-  local fields
-  fields, err = driver.submit(self, checked)
-  if not fields then return nil, err end
-  local task = Task.new(self, fields)
+  -- Before any byte of the paid request leaves: a journal records the intent here.
+  self:_emit("submitting", nil, { params = checked }, opts.on_event)
+  local handle, obs = self.driver.submit(self, checked)
+  if not handle then
+    err = obs
+    self:_emit("error", nil, { params = checked, error = err }, opts.on_event)
+    return nil, err
+  end
+  local task = Task.new(self, handle)
+  task.on_event = opts.on_event
   task.submitted = true -- its age is known: the pace may learn from it
+  self:_emit("submitted", task, { params = checked })
+  if obs then task:apply(obs) end
   return task
 end
 
---- Re-attaches to a task by its id (after a restart, say). Polls it once so the task's
--- status is real and a wrong id is reported: Task | nil, err. opts go to the driver;
--- opts.poll = false skips the first poll.
-function Client:task(id, opts)
-  if type(id) ~= "string" and type(id) ~= "number" then
-    error("client:task expects a task id, got " .. type(id), 2)
+--- Re-attaches to a task by its handle (task.handle, as saved; JSON round trips keep it) or
+-- its bare id, in this process or another. Polls it once so the task's status is real and a
+-- wrong id is reported: Task | nil, err. opts: poll = false skips the first poll; on_event;
+-- with a bare id, the driver's re-attach options (fal: model, for a request of a model other
+-- than the default).
+function Client:task(ref, opts)
+  local rt = type(ref)
+  if rt ~= "string" and rt ~= "number" and rt ~= "table" then
+    error("client:task expects a task id or handle, got " .. rt, 2)
   end
   opts = opts or {}
-  local skip = opts.poll == false
-  local driver_opts = {}
-  for k, v in pairs(opts) do if k ~= "poll" then driver_opts[k] = v end end
-  local fields = self.driver.attach(self, tostring(id), driver_opts)
-  local task = Task.new(self, fields)
-  if not skip then
+  if type(opts) ~= "table" then error("client:task: options must be a table", 2) end
+  if opts.on_event ~= nil and type(opts.on_event) ~= "function" then
+    error("client:task: on_event must be a function", 2)
+  end
+  local driver = self.driver
+  local handle = {}
+  if rt == "table" then
+    if ref.provider ~= nil and ref.provider ~= self.provider then
+      error(string.format("client:task: the handle is a %s task, this client is %s",
+        tostring(ref.provider), self.provider), 2)
+    end
+    for k, v in pairs(ref) do if k ~= "provider" then handle[k] = v end end
+  else
+    handle.id = ref
+  end
+  if type(handle.id) == "number" then handle.id = string.format("%.0f", handle.id) end
+  if type(handle.id) ~= "string" or handle.id == "" then
+    error("client:task: the task id must be a non-empty string", 2)
+  end
+  local allowed = driver.attach_options or {}
+  for k, v in pairs(opts) do
+    if k ~= "poll" and k ~= "on_event" then
+      if rt == "table" or not allowed[k] then
+        error(string.format("client:task: unknown re-attach option '%s' for %s", tostring(k),
+          self.provider), 2)
+      end
+      if type(v) ~= allowed[k] then
+        error(string.format("client:task: option '%s' must be a %s", k, allowed[k]), 2)
+      end
+      handle[k] = v
+    end
+  end
+  if driver.attach then handle = driver.attach(self, handle) end
+  local task = Task.new(self, handle)
+  task.on_event = opts.on_event
+  if opts.poll ~= false then
     local ok, err = task:refresh()
     if not ok then return nil, err end
   end
@@ -217,7 +309,7 @@ end
 
 --- Counters: requests sent (every attempt) and retries.
 function Client:counters()
-  return { requests = self.stats.requests, retries = self.stats.retries }
+  return self._http:counters()
 end
 
 return client_mod

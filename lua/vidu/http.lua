@@ -1,5 +1,7 @@
---- client:request: one HTTP call with the retry policy, the submit-safety rule, per-host
--- connection bounds and error mapping. Drivers call it; users rarely need to.
+--- The request path of one client: one HTTP call with the retry policy, the submit-safety
+-- rule, per-host connection bounds and error mapping. A client builds its requester once,
+-- binding its driver's hooks (auth header, error parser), its key and its settings, so no
+-- module reaches into another's fields. Drivers call it through client:request.
 --
 -- The submit-safety rule: a request that is not idempotent (a submit, which costs money) is
 -- sent again only when nothing can have been created: the connection never opened
@@ -9,6 +11,7 @@
 local errors = require("vidu.errors")
 local json = require("vidu.json")
 local retry = require("vidu.retry")
+local url_mod = require("vidu.url")
 
 local http = {}
 
@@ -23,28 +26,41 @@ local SPEC = {
 -- RFC 9110 idempotent methods; POST and PATCH are not.
 local IDEMPOTENT = { GET = true, HEAD = true, PUT = true, DELETE = true, OPTIONS = true }
 
---- True when `s` is an absolute http(s) URL with a host and no whitespace: the one check
--- every layer uses before it sends anything (or our key) to a URL.
-function http.is_url(s)
-  if type(s) ~= "string" or s:find("[%s%c]") then return false end
-  local scheme, host = s:match("^(%a[%w+.-]*)://([^/?#]+)")
-  if not scheme then return false end
-  scheme = scheme:lower()
-  return (scheme == "http" or scheme == "https") and host ~= ""
+local Requester = {}
+Requester.__index = Requester
+
+--- Binds a request path. cfg: provider (name for errors), key (function returning the API
+-- key), auth_header (function(key) -> header value, or nil), parse_error (function(resp) ->
+-- { code, message, kind, retryable, request_id }, or nil), scheduler, base_url, timeout,
+-- connect_timeout, download_timeout, policy (a retry.policy), max_connections.
+function http.new(cfg)
+  return setmetatable({
+    provider = cfg.provider, key = cfg.key, auth_header = cfg.auth_header,
+    parse_error = cfg.parse_error, scheduler = cfg.scheduler, base_url = cfg.base_url,
+    timeout = cfg.timeout, connect_timeout = cfg.connect_timeout,
+    download_timeout = cfg.download_timeout, policy = cfg.policy,
+    max_connections = cfg.max_connections,
+    slots = {}, requests = 0, retries = 0,
+  }, Requester)
 end
 
---- The "scheme://host[:port]" part of an absolute http(s) URL (lower-cased), or nil.
-function http.origin(url)
-  local o = type(url) == "string" and url:match("^[Hh][Tt][Tt][Pp][Ss]?://[^/?#]+")
-  return o and o:lower() or nil
+function Requester.__tostring(self)
+  return "vidu.http<" .. tostring(self.provider) .. ">"
 end
 
---- Joins a base URL and a path with exactly one slash between them.
-function http.join(base, path)
-  if path == "" then return base end
-  if base:sub(-1) == "/" then base = base:sub(1, -2) end
-  if path:sub(1, 1) ~= "/" then path = "/" .. path end
-  return base .. path
+-- The connection slots of one origin: a semaphore of max_connections, made on first use.
+function Requester:_slots(origin)
+  local s = self.slots[origin]
+  if not s then
+    s = self.scheduler:semaphore(self.max_connections)
+    self.slots[origin] = s
+  end
+  return s
+end
+
+--- Counters: requests sent (every attempt) and retries.
+function Requester:counters()
+  return { requests = self.requests, retries = self.retries }
 end
 
 -- The error message of a non-2xx answer when the driver cannot parse one: the body's own
@@ -87,15 +103,17 @@ local function response(item, expect_json)
   return resp
 end
 
-local function status_error(client, resp, idempotent, retrying)
-  local parsed
-  local parse = client.driver.parse_error
-  if parse then
-    -- A driver bug or a body it did not expect must not hide the HTTP error itself.
-    local ok, p = pcall(parse, resp)
-    if ok and type(p) == "table" then parsed = p end
+-- The driver's reading of an error answer (a driver bug or a body it did not expect must not
+-- hide the HTTP error itself).
+function Requester:_parse(resp)
+  if self.parse_error then
+    local ok, p = pcall(self.parse_error, resp)
+    if ok and type(p) == "table" then return p end
   end
-  parsed = parsed or default_parse_error(resp)
+  return default_parse_error(resp)
+end
+
+function Requester:_status_error(resp, parsed, idempotent)
   local status = resp.status
   local message = parsed.message
   if type(message) ~= "string" then
@@ -108,35 +126,32 @@ local function status_error(client, resp, idempotent, retrying)
   if kind == "http" and parsed.kind and errors.kinds[parsed.kind] then kind = parsed.kind end
   local err = errors.new{
     kind = kind,
-    provider = client.provider,
+    provider = self.provider,
     status = status,
     code = parsed.code,
     message = message,
-    retryable = retrying,
     retry_after = retry.parse_retry_after(h["retry-after"]),
     request_id = parsed.request_id or h["x-request-id"] or h["x-fal-request-id"]
       or h["request-id"],
     url = resp.url,
   }
-  if parsed.retryable == false then err.retryable = false end
   if not idempotent and status >= 500 and status ~= 503 then
     -- The server may have created the task before failing; say so, do not re-send.
     err.may_exist = true
     err.message = err.message .. " (the request was processed with an error: the task may" ..
       " exist; check with client:task(id) if you learn its id)"
   end
-  return err, parsed
+  return err
 end
 
 local NET_KIND = { timeout = "timeout", canceled = "canceled", file = "io" }
 
-local function transfer_error(client, item, method, url, uncertain)
+function Requester:_transfer_error(item, method, url, uncertain)
   if uncertain then
     return errors.new{
       kind = "uncertain",
-      provider = client.provider,
+      provider = self.provider,
       may_exist = true,
-      retryable = false,
       sent = true,
       code = item.error,
       status = item.status,
@@ -150,7 +165,7 @@ local function transfer_error(client, item, method, url, uncertain)
   end
   return errors.new{
     kind = NET_KIND[item.error] or "network",
-    provider = client.provider,
+    provider = self.provider,
     code = item.error,
     sent = item.sent,
     status = item.status,
@@ -159,9 +174,9 @@ local function transfer_error(client, item, method, url, uncertain)
   }
 end
 
---- Performs a request for `client` (see the contract for the spec). Returns
+--- Performs a request (see the README's driver contract for the spec). Returns
 -- resp = { status, headers, body, json, url, time } | nil, err.
-function http.request(client, spec)
+function Requester:request(spec)
   if type(spec) ~= "table" then error("client:request expects a table", 3) end
   for k in pairs(spec) do
     if not SPEC[k] then error("client:request: unknown option " .. tostring(k), 3) end
@@ -170,15 +185,12 @@ function http.request(client, spec)
   local url = spec.url
   if url == nil then
     if type(spec.path) ~= "string" then error("client:request needs url or path", 3) end
-    if not client.base_url then
-      error("client:request: path given but the client has no base_url", 3)
-    end
-    url = http.join(client.base_url, spec.path)
+    url = url_mod.join(self.base_url, spec.path)
   end
-  local origin = http.origin(url)
+  local origin = url_mod.origin(url)
   if not origin then
     return nil, errors.new{
-      kind = "invalid", provider = client.provider, field = "url", limit = "http(s)",
+      kind = "invalid", provider = self.provider, field = "url", limit = "http(s)",
       message = "only http and https URLs are allowed: " .. tostring(url):sub(1, 100),
     }
   end
@@ -195,24 +207,24 @@ function http.request(client, spec)
     if headers["Content-Type"] == nil then headers["Content-Type"] = "application/json" end
   end
   if not spec.output and headers["Accept"] == nil then headers["Accept"] = "application/json" end
-  local key = client:_key()
-  if spec.auth ~= false and key and client.driver.auth_header then
-    headers["Authorization"] = client.driver.auth_header(key)
+  local key = self.key()
+  if spec.auth ~= false and key and self.auth_header then
+    headers["Authorization"] = self.auth_header(key)
   end
 
   local timeout = spec.timeout
-  if timeout == nil then timeout = spec.output and client.download_timeout or client.timeout end
+  if timeout == nil then timeout = spec.output and self.download_timeout or self.timeout end
   local req = {
     method = method, url = url, headers = headers, body = body, body_file = spec.body_file,
     output = spec.output, timeout = timeout,
-    connect_timeout = spec.connect_timeout or client.connect_timeout,
+    connect_timeout = spec.connect_timeout or self.connect_timeout,
     max_response = spec.max_response,
     -- libcurl re-sends a request by itself when a reused keep-alive connection turns out
     -- dead before any answer byte, POST included: a second paid task. A submit therefore
     -- never rides on a pooled connection; idempotent calls (an upload PUT, too) may.
     fresh_connect = not idempotent,
   }
-  local sched = client.scheduler
+  local sched = self.scheduler
 
   local on_tick
   if spec.on_progress then
@@ -226,14 +238,14 @@ function http.request(client, spec)
     end
   end
 
-  local policy = client.retry
+  local policy = self.policy
   if spec.attempts then policy = retry.policy{ attempts = spec.attempts } end
-  local slots = client:_slots(origin)
+  local slots = self:_slots(origin)
   local attempt = 0
   while true do
     attempt = attempt + 1
     slots:acquire()
-    client.stats.requests = client.stats.requests + 1
+    self.requests = self.requests + 1
     local item = sched:transfer(req, on_tick and { on_tick = on_tick } or nil)
     slots:release()
 
@@ -253,27 +265,19 @@ function http.request(client, spec)
     end
     if item.ok then
       local resp = response(item, false)
-      again = retry.should_retry(item, idempotent)
-      local parsed
-      err, parsed = status_error(client, resp, idempotent, again)
-      -- The driver knows its own error bodies better (fal: a 504 from the user's own start
-      -- timeout is final; a 409 is worth another try on an idempotent call).
-      if parsed.retryable == false then
-        again = false
-      elseif parsed.retryable == true and idempotent then
-        again = true
-      end
-      err.retryable = again
+      local parsed = self:_parse(resp)
+      again = retry.should_retry(item, idempotent, parsed.retryable)
+      err = self:_status_error(resp, parsed, idempotent)
     else
       again, why = retry.should_retry(item, idempotent)
-      err = transfer_error(client, item, method, url, why == "uncertain")
-      err.retryable = again or false
+      err = self:_transfer_error(item, method, url, why == "uncertain")
     end
+    err.retryable = again == true
     errors.redact(err, key)
     if not again then return nil, err end
     local delay = retry.delay_for(attempt, err, policy)
     if not delay then return nil, err end
-    client.stats.retries = client.stats.retries + 1
+    self.retries = self.retries + 1
     sched:sleep(delay)
   end
 end

@@ -7,36 +7,20 @@
 -- request is sent. materialize() later turns the descriptor into the string the provider's
 -- body takes, uploading if that was the route.
 --
--- Limits, per ../shared/providers.md section E:
--- * formats png, jpeg, webp (every provider);
+-- The limits are each driver's (`driver.rules.image`: max_bytes, inline_below, can_upload,
+-- upload_default, ssupload); what holds for every provider is here:
+-- * formats png, jpeg, webp;
 -- * aspect ratio strictly between 1:4 and 4:1: every page says "less than 1:4 or 4:1"; whether
 --   the bounds are inclusive is unconfirmed, so exactly 1:4 and 4:1 are refused;
--- * at most 50 MB per image (Vidu, Vtrix, WaveSpeed; fal states none, Vidu's presumably apply);
---   sizes are decimal megabytes (10 MB = 10,000,000 bytes), the conservative reading;
--- * inline: Vidu and the relay take data: URIs whose decoded length is under 10 MB (the older,
---   stricter Vidu page); Vtrix caps the whole POST body at 20 MB, so its images stay under
---   14 MB decoded (18.7 MB of base64) leaving room for the other fields; WaveSpeed accepts
---   50 MB decoded but has an upload API, so above 10 MB it uploads rather than POST 67 MB of
---   JSON; fal uploads to its storage by default (whether this model takes data: URIs is
---   unconfirmed), inline only with upload = false and under 10 MB.
+-- * sizes are decimal megabytes (10 MB = 10,000,000 bytes), the conservative reading.
 -- URLs are passed through as they are: no download, no check (the provider fetches them).
 local core = require("vidu.core")
 local errors = require("vidu.errors")
-local http = require("vidu.http")
+local url = require("vidu.url")
 
 local images = {}
 
 local MB = 1000 * 1000
-
--- Per provider: the largest image, the inline limit (decoded bytes, exclusive), whether there
--- is an upload API, and whether local images upload by default.
-images.LIMITS = {
-  fal = { max_bytes = 50 * MB, inline_below = 10 * MB, can_upload = true, upload_default = true },
-  vidu = { max_bytes = 50 * MB, inline_below = 10 * MB, can_upload = true, ssupload = true },
-  relay = { max_bytes = 50 * MB, inline_below = 10 * MB, can_upload = false },
-  vtrix = { max_bytes = 50 * MB, inline_below = 14 * MB, can_upload = false },
-  wavespeed = { max_bytes = 50 * MB, inline_below = 10 * MB, can_upload = true },
-}
 
 local FORMATS = { png = "image/png", jpeg = "image/jpeg", webp = "image/webp" }
 local EXT = { png = "png", jpeg = "jpg", webp = "webp" }
@@ -138,20 +122,21 @@ local function route_for(provider, size, limits, upload, what)
   return "upload"
 end
 
---- Resolves an image input for `provider`. Returns a descriptor
+--- Resolves an image input under `rules` (a driver's rules, or a registered provider's
+-- name). Returns a descriptor
 -- { source = "url"|"file"|"bytes", route = "url"|"inline"|"upload", url =, path =, bytes =,
 --   data_uri =, format =, mime =, width =, height =, size =, name = }
 -- or nil, err (kind "image", field "image"). Reads local files' headers only.
-function images.resolve(provider, input, opts)
-  local limits = images.LIMITS[provider]
-  if not limits then error("vidu: unknown provider " .. tostring(provider), 0) end
+function images.resolve(rules, input, opts)
+  if type(rules) ~= "table" then rules = require("vidu.validate").rules_for(rules) end
+  local provider, limits = rules.name, rules.image
   images.check_type(provider, input)
   local upload = opts and opts.upload
 
   if type(input) == "string" then
     local lower = input:sub(1, 8):lower()
     if lower:match("^https?://") then
-      if not http.is_url(input) then
+      if not url.is_url(input) then
         return image_error(provider, string.format("%q is not a valid URL", input), "URL")
       end
       return { source = "url", route = "url", url = input }
@@ -165,7 +150,7 @@ function images.resolve(provider, input, opts)
       if not mime then
         return image_error(provider, "bad data: URI: " .. tostring(bytes), "data URI")
       end
-      local desc, err = images.resolve(provider, { data = bytes, name = "the data: URI" }, opts)
+      local desc, err = images.resolve(rules, { data = bytes, name = "the data: URI" }, opts)
       if not desc then return nil, err end
       if mime:lower() ~= desc.mime then
         return image_error(provider, string.format(
@@ -240,11 +225,11 @@ end
 
 --- PUTs the image to a pre-signed URL: no Authorization header (the URL is the credential),
 -- streamed from the file when the image is a path. Returns resp | nil, err.
-function images.put(client, url, desc, headers)
+function images.put(client, put_url, desc, headers)
   local h = { ["Content-Type"] = desc.mime }
   for k, v in pairs(headers or {}) do h[k] = v end
   return client:request{
-    method = "PUT", url = url, auth = false, headers = h, idempotent = true,
+    method = "PUT", url = put_url, auth = false, headers = h, idempotent = true,
     body_file = desc.source == "file" and desc.path or nil,
     body = desc.source == "bytes" and desc.bytes or nil,
   }

@@ -127,12 +127,18 @@ local TRANSIENT = {
   resolve = true, connect = true, timeout = true, reset = true, other = true, bad_json = true,
 }
 
---- Whether a finished transfer deserves another attempt.
--- `result` is the engine's finished item; `idempotent` says whether re-sending is harmless.
--- Returns true, or false plus "uncertain" when a non-idempotent request may have been
--- processed (it was sent and then the connection failed).
-function retry.should_retry(result, idempotent)
+--- Whether a finished transfer deserves another attempt: the one place this is decided.
+-- `result` is the engine's finished item (ok, status, error, sent); `idempotent` says whether
+-- re-sending is harmless; `hint` is what the provider's own error body says (its driver's
+-- parse_error: false = final, true = worth another try, nil = no opinion). Returns true, or
+-- false plus "uncertain" when a non-idempotent request may have been processed (it was sent
+-- and then the connection failed).
+function retry.should_retry(result, idempotent, hint)
   if result.ok then
+    -- The provider's own word first: a 504 from the user's own start timeout is final; a
+    -- 409 it marks retryable is worth another try when re-sending is harmless.
+    if hint == false then return false end
+    if hint == true and idempotent then return true end
     local s = result.status
     if idempotent then
       return s == 408 or s == 429 or (s >= 500 and s <= 599)

@@ -1,16 +1,31 @@
---- Task: one generation on a provider, made by client:submit or client:task(id).
+--- Task: one generation, made by client:submit or client:task(id or handle).
 --
 -- Fields: id, provider, status ("queued" | "running" | "succeeded" | "failed" |
--- "canceled"), raw (the provider's last answer), video_url, cover_url, cost, error (an err
--- table when failed), queue_position, logs, progress, and whatever state the driver keeps
--- (status_url, ...). The client is task.client; the API key is never on the task.
+-- "canceled"), handle (what a re-attach needs, JSON-serialisable), raw (the provider's last
+-- answer), video_url, cover_url, cost, error (an err table when failed or canceled),
+-- queue_position, logs, progress, and whatever state the driver keeps (status_url, ...).
+-- The client is task.client; the API key is never on the task.
+--
+-- Drivers read, tasks decide: a driver turns each provider answer into an observation
+-- ({ status, video_url, cover_url, cost, queue_position, logs, progress, error = { kind,
+-- code, message }, raw, extra }) and Task:apply is the one place a task's state changes.
+-- Statuses only move forward (queued -> running -> succeeded | failed | canceled); a terminal
+-- status is final, and a late or out-of-order answer never moves a task back.
 local errors = require("vidu.errors")
-local http = require("vidu.http")
+local url = require("vidu.url")
 
 local Task = {}
 Task.__index = Task
 
+-- The order statuses move in; the three terminal ones share the last rank.
+local ORDER = { queued = 1, running = 2, succeeded = 3, failed = 3, canceled = 3 }
 local TERMINAL = { succeeded = true, failed = true, canceled = true }
+
+-- What an observation may carry; anything else is a driver bug.
+local OBS = {
+  status = true, video_url = true, cover_url = true, cost = true, queue_position = true,
+  logs = true, progress = true, error = true, raw = true, extra = true,
+}
 
 -- Names task:wait accepts.
 local WAIT_OPTS = { timeout = true, on_update = true, cancel_on_timeout = true, poll = true }
@@ -19,17 +34,25 @@ local POLL_FIELDS = { first = true, max = true, factor = true, interval = true }
 -- retries) before task:wait gives up.
 local MAX_POLL_FAILURES = 3
 
---- Makes a task from a driver's fields (submit's or attach's answer).
-function Task.new(client, fields)
-  if type(fields) ~= "table" or fields.id == nil then
+--- Makes a task from a driver's handle (submit's or attach's answer: id plus whatever the
+-- provider needs to find the task again). The task starts "queued"; the caller applies the
+-- first observation.
+function Task.new(client, handle)
+  if type(handle) ~= "table" or handle.id == nil then
     error("vidu: driver " .. tostring(client.provider) .. " returned a task without an id", 3)
   end
   local task = setmetatable({}, Task)
-  for k, v in pairs(fields) do task[k] = v end
-  task.id = tostring(fields.id)
+  local h = { provider = client.provider }
+  for k, v in pairs(handle) do
+    task[k] = v
+    h[k] = v
+  end
+  h.id = tostring(handle.id)
+  task.handle = h
+  task.id = h.id
   task.provider = client.provider
   task.client = client
-  task.status = fields.status or "queued"
+  task.status = "queued"
   -- The client's monotonic clock when the task was submitted or attached: the poll schedule
   -- counts from here, so a wait that starts late does not wait the first delay again.
   task.started_at = client.scheduler:time()
@@ -46,7 +69,7 @@ function Task:done()
   return TERMINAL[self.status] == true
 end
 
--- What on_update cares about, to tell whether a poll changed anything.
+-- What on_update cares about, to tell whether an observation changed anything.
 local function snapshot(task)
   local logs = task.logs
   return { task.status, task.queue_position, type(logs) == "table" and #logs or logs,
@@ -58,6 +81,88 @@ local function changed(a, b)
   return false
 end
 
+-- The start of each terminal error's message, by kind.
+local HEAD = {
+  failed = "generation failed",
+  moderated = "content moderation refused the task",
+  canceled = "the task was canceled",
+}
+
+--- Builds the error value of a task that ended failed or canceled, from an observation's
+-- error ({ kind, code, message, status, retryable }): the one place these values are made.
+function Task:_terminal_error(e, status)
+  e = type(e) == "table" and e or {}
+  local kind = e.kind or "failed"
+  if status == "canceled" then kind = "canceled" end
+  if not HEAD[kind] and not errors.kinds[kind] then kind = "failed" end
+  local detail = e.message ~= nil and tostring(e.message) or nil
+  local message = HEAD[kind]
+  if message and detail and detail ~= "" then
+    message = message .. ": " .. detail
+  elseif not message then
+    message = detail or errors.kinds[kind]
+  end
+  local err = errors.new{
+    kind = kind, provider = self.provider, task_id = self.id, code = e.code,
+    status = e.status, retryable = e.retryable == true, message = message,
+  }
+  return errors.redact(err, self.client:_key())
+end
+
+--- Applies an observation (a driver's reading of a poll, submit or callback answer) to the
+-- task: the one place its state changes. Returns true when something on_update cares about
+-- changed (status, queue position, logs, progress). A terminal task and an observation
+-- whose status is behind the task's are ignored.
+function Task:apply(obs)
+  if type(obs) ~= "table" then error("task:apply expects an observation table", 2) end
+  for k in pairs(obs) do
+    if not OBS[k] then error("task:apply: unknown observation field " .. tostring(k), 2) end
+  end
+  local new = obs.status
+  if new ~= nil and not ORDER[new] then
+    error("task:apply: unknown status " .. tostring(new), 2)
+  end
+  if self:done() then return false end
+  if new ~= nil and ORDER[new] < ORDER[self.status] then return false end
+
+  local before = snapshot(self)
+  if obs.raw ~= nil then self.raw = obs.raw end
+  if obs.video_url ~= nil then self.video_url = obs.video_url end
+  if obs.cover_url ~= nil then self.cover_url = obs.cover_url end
+  if obs.cost ~= nil then self.cost = obs.cost end
+  -- Logs are what the provider's latest answer lists (fal sends them all each time).
+  self.logs = obs.logs
+  if obs.progress ~= nil and (self.progress == nil or obs.progress >= self.progress) then
+    self.progress = obs.progress
+  end
+  if obs.extra then
+    for k, v in pairs(obs.extra) do self[k] = v end
+  end
+  if new == "queued" then
+    self.queue_position = obs.queue_position
+  elseif new ~= nil then
+    self.queue_position = nil
+  end
+
+  if new == "succeeded" and not self.video_url then
+    -- Success without a video is not success: the provider's answer is unusable.
+    new = "failed"
+    obs = { error = { kind = "provider",
+      message = "the provider reported success but gave no video URL" } }
+  end
+  if new == "failed" and self.cancel_requested then
+    -- Some providers end a canceled task as an error (fal: COMPLETED with an error).
+    new = "canceled"
+  end
+  if new == "failed" or new == "canceled" then
+    self.error = self:_terminal_error(obs.error, new)
+  end
+  if new ~= nil then self.status = new end
+  local did = changed(before, snapshot(self))
+  if did then self.client:_emit(TERMINAL[self.status] and "finished" or "updated", self) end
+  return did
+end
+
 -- A driver call's answer as the task gives it: true | nil, err, the error carrying the
 -- task's id (so whoever reads it can re-attach).
 function Task:_answer(ok, err)
@@ -66,32 +171,25 @@ function Task:_answer(ok, err)
   return nil, err
 end
 
---- Polls the provider once and updates the task: true | nil, err.
+--- Polls the provider once and applies what it says: true, changed | nil, err.
 function Task:refresh()
   local client = self.client
-  return self:_answer(client.driver.poll(client, self))
+  local obs, err = client.driver.poll(client, self)
+  if not obs then return self:_answer(nil, err) end
+  return true, self:apply(obs)
 end
 
 -- The outcome of a finished task, as task:wait returns it.
 function Task:_outcome()
   if self.status == "succeeded" then return true end
-  if self.status == "canceled" then
-    return nil, errors.new{
-      kind = "canceled", provider = self.provider, task_id = self.id,
-      message = "the task was canceled",
-    }
-  end
   local e = self.error
-  if errors.is(e) then
-    if e.task_id == nil then e.task_id = self.id end
-    return nil, e
+  if not errors.is(e) then
+    -- A status set from outside (a test, an old caller): build the error now.
+    e = self:_terminal_error(e, self.status)
+    self.error = e
   end
-  return nil, errors.new{
-    kind = "failed", provider = self.provider, task_id = self.id,
-    code = type(e) == "table" and e.code or nil,
-    message = type(e) == "table" and e.message and tostring(e.message)
-      or (e ~= nil and tostring(e)) or "the generation failed",
-  }
+  if e.task_id == nil then e.task_id = self.id end
+  return nil, e
 end
 
 --- Waits until the task finishes, polling with backoff: true | nil, err.
@@ -158,8 +256,7 @@ function Task:wait(opts)
       end
       if at <= now or sched:sleep(at - now, pace.event) == "timer" then break end
     end
-    local before = snapshot(self)
-    local ok, err = self:refresh()
+    local ok, res = self:refresh()
     if ok then
       failures = 0
     else
@@ -167,11 +264,11 @@ function Task:wait(opts)
       -- retries should not end a wait of many minutes: a retryable error is given a few
       -- more scheduled polls before it ends the wait.
       failures = failures + 1
-      if not (errors.is(err) and err.retryable) or failures >= MAX_POLL_FAILURES or last then
-        return nil, err
+      if not (errors.is(res) and res.retryable) or failures >= MAX_POLL_FAILURES or last then
+        return nil, res
       end
     end
-    if ok and on_update and changed(before, snapshot(self)) then on_update(self) end
+    if ok and res and on_update then on_update(self) end
     if self:done() then
       if self.status == "succeeded" and self.submitted then
         pace:observe(sched:time() - self.started_at)
@@ -216,7 +313,8 @@ function Task:_timed_out(opts)
 end
 
 --- Asks the provider to cancel the task: true | nil, err (kind "unsupported" when the
--- provider has no cancel).
+-- provider has no cancel). A provider that confirms at once ends the task "canceled"; the
+-- others say so on the next poll (a failure reported after a cancel counts as canceled).
 function Task:cancel()
   local client = self.client
   local cancel = client.driver.cancel
@@ -226,7 +324,11 @@ function Task:cancel()
       message = tostring(self.provider) .. " offers no way to cancel a task",
     }
   end
-  return self:_answer(cancel(client, self))
+  local ok, err = cancel(client, self)
+  if not ok then return self:_answer(nil, err) end
+  self.cancel_requested = true
+  if type(ok) == "table" then self:apply(ok) end
+  return true
 end
 
 local counter = 0
@@ -251,18 +353,18 @@ function Task:download(path, opts)
     error("task:download expects a file path", 2)
   end
   opts = opts or {}
-  local url = opts.url or self.video_url
-  if type(url) ~= "string" then
+  local target = opts.url or self.video_url
+  if type(target) ~= "string" then
     return nil, errors.new{
       kind = "invalid", provider = self.provider, task_id = self.id, field = "video_url",
       message = "the task has no video URL yet (status " .. tostring(self.status) ..
         "): wait for it to succeed first",
     }
   end
-  if not http.is_url(url) then
+  if not url.is_url(target) then
     return nil, errors.new{
       kind = "invalid", provider = self.provider, task_id = self.id, field = "video_url",
-      limit = "http(s)", message = "only http(s) URLs are downloaded: " .. url:sub(1, 60),
+      limit = "http(s)", message = "only http(s) URLs are downloaded: " .. target:sub(1, 60),
     }
   end
   local on_progress
@@ -276,7 +378,7 @@ function Task:download(path, opts)
   local tmp = temp_name(path)
   -- auth = false: video URLs are pre-signed links on a CDN; the key must not go there.
   local resp, err = self.client:request{
-    method = "GET", url = url, output = tmp, auth = false, idempotent = true,
+    method = "GET", url = target, output = tmp, auth = false, idempotent = true,
     timeout = opts.timeout, on_progress = on_progress,
   }
   if not resp then
@@ -292,6 +394,7 @@ function Task:download(path, opts)
       message = "could not move the download into place: " .. tostring(rerr),
     }
   end
+  self.client:_emit("downloaded", self, { path = path, url = target })
   return true
 end
 

@@ -19,7 +19,7 @@ local core = require("vidu.core")
 local cjson = require("cjson")
 local ejson = require("vidu.emulator.json")
 local util = require("support.util")
-local launch = require("vidu.emulator.launch")
+local launch = require("vidu.launch")
 
 local M = {}
 

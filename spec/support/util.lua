@@ -44,9 +44,9 @@ function M.write_tmp(data)
   return path
 end
 
--- Child processes come from the library's own launcher (vidu.emulator.launch), which the
+-- Child processes come from the library's own launcher (vidu.launch), which the
 -- demo and the benchmarks use too.
-local launch = require("vidu.emulator.launch")
+local launch = require("vidu.launch")
 M.shell_quote = launch.shell_quote
 M.spawn = launch.spawn
 M.start_server = launch.start_server

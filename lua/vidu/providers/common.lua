@@ -1,10 +1,34 @@
---- Small helpers the provider drivers share: reading decoded JSON defensively, URLs, and the
--- error values drivers build from provider answers.
+--- What the provider drivers share: the driver's base table from the registry, reading
+-- decoded JSON defensively, and the error values drivers build from provider answers.
+--
+-- The driver contract (each file in this folder returns one such table):
+--   name, env_key, default_base_url   from the registry (vidu.providers)
+--   rules                             fields, models, limits and image limits (vidu.validate
+--                                     and vidu.images check against them)
+--   poll_defaults                     task:wait's schedule { first, max, factor }
+--   attach_options                    re-attach options a bare id may take (name -> type)
+--   auth_header(key)                  the Authorization header value
+--   parse_error(resp)                 an error answer -> { code, message, kind, retryable }
+--   submit(client, params)            -> handle, observation | nil, err
+--   poll(client, task)                -> observation | nil, err
+--   read(json)                        a task answer (poll or callback body) -> observation;
+--                                     pure, no I/O
+--   cancel(client, task)              -> true (or an observation) | nil, err; optional
+--   attach(client, handle)            -> handle, filled in for a bare id; optional
+-- An observation is { status, video_url, cover_url, cost, queue_position, logs, progress,
+-- error = { kind, code, message, retryable }, raw, extra }: what the provider said, never a
+-- decision; Task:apply decides.
 local json = require("vidu.json")
 local errors = require("vidu.errors")
-local http = require("vidu.http")
+local registry = require("vidu.providers")
 
 local common = {}
+
+--- A driver's base table: its registry entry's name, env_key and default_base_url.
+function common.driver(name)
+  local entry = assert(registry.get(name), name)
+  return { name = entry.name, env_key = entry.env_key, default_base_url = entry.default_base_url }
+end
 
 --- `v` when it is a non-empty string, else nil (decoded JSON null, numbers and "" are nil).
 function common.str(v)
@@ -39,27 +63,11 @@ function common.number(v)
   return nil
 end
 
---- Percent-encodes a string for a query parameter value (RFC 3986 unreserved kept).
-function common.urlencode(s)
-  return (tostring(s):gsub("[^%w%-%._~]", function(c)
-    return string.format("%%%02X", c:byte())
-  end))
+--- The first element of a JSON array, when it is one.
+function common.first(v)
+  v = common.tab(v)
+  return v and v[1]
 end
-
---- Appends "k=v" to a URL's query, with '?' or '&' as the URL needs.
-function common.add_query(url, kv)
-  local sep = url:find("?", 1, true) and "&" or "?"
-  return url .. sep .. kv
-end
-
---- The base URL without a trailing slash.
-function common.trim_slash(s)
-  return (s:gsub("/+$", ""))
-end
-
---- True for an absolute http(s) URL (what we accept from a provider's answer before we send
--- our key to it).
-common.is_http_url = http.is_url
 
 --- A short, printable excerpt of a body for error messages.
 function common.excerpt(body)
@@ -74,6 +82,12 @@ function common.provider_error(provider, message, extra)
   local spec = { kind = "provider", provider = provider, message = message }
   for k, v in pairs(extra or {}) do spec[k] = v end
   return errors.new(spec)
+end
+
+--- The error of a poll answer that is not what the provider documents: worth another poll.
+function common.bad_answer(provider, what, resp, task)
+  return common.provider_error(provider, what,
+    { status = resp.status, retryable = true, task_id = task.id })
 end
 
 --- The error for a submit whose answer we could not read: the request reached the provider,
@@ -91,43 +105,17 @@ function common.with_task_id(err, id)
   return err
 end
 
---- Gives an HTTP error the kind its provider code means: a moderation code makes it
--- "moderated" (the runtime maps by HTTP status only). Returns err.
-function common.refine(err, moderated)
-  if type(err) == "table" and err.code ~= nil and moderated[err.code] then
-    err.kind = "moderated"
+--- Performs a GET of a task answer and reads it with `read` (decoded JSON -> observation,
+-- or nil when the answer is not the documented shape): observation | nil, err.
+function common.poll_json(client, task, spec, read)
+  local resp, err = client:request(spec)
+  if not resp then return nil, err end
+  local obs = read(resp.json, resp)
+  if not obs then
+    return nil, common.bad_answer(client.provider, "the task answer is not the documented JSON",
+      resp, task)
   end
-  return err
-end
-
---- Raises unless every key of `opts` is in `allowed` (re-attach options are few; a typo
--- should not pass silently).
-function common.check_attach(provider, id, opts, allowed)
-  if type(id) ~= "string" or id == "" then
-    error("vidu " .. provider .. ": task id must be a non-empty string", 0)
-  end
-  if opts == nil then return end
-  if type(opts) ~= "table" then error("vidu " .. provider .. ": attach options must be a table", 0) end
-  for k in pairs(opts) do
-    if not (allowed and allowed[k]) then
-      error("vidu " .. provider .. ": unknown re-attach option '" .. tostring(k) .. "'", 0)
-    end
-  end
-end
-
---- The attach of a provider whose URLs are built from the task id alone (Vidu, the relay,
--- WaveSpeed, Vtrix): re-attaching needs nothing but the id.
-function common.attach_by_id(provider)
-  return function(_, id, opts)
-    common.check_attach(provider, id, opts)
-    return { id = id, status = "queued" }
-  end
-end
-
---- The first element of a JSON array, when it is one.
-function common.first(v)
-  v = common.tab(v)
-  return v and v[1]
+  return obs
 end
 
 return common

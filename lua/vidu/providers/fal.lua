@@ -1,36 +1,63 @@
 --- fal.ai's queue API (queue.fal.run) for fal-ai/vidu/q1/image-to-video and other models.
 --
--- What fal asks of a client (../shared/providers.md, section A):
+-- What fal asks of a client (fal's queue docs and its official JS/Python clients):
 -- * submit to the full model id, but status/result/cancel live under owner/app only: use the
 --   status_url, response_url and cancel_url that submit returns, never rebuild them from the
 --   full id (we build them from owner/app only to re-attach by id);
 -- * status answers 202 while pending and 200 when COMPLETED, and a COMPLETED status can
 --   still be a failure: the result is always read and its HTTP status checked;
 -- * local images go through fal's storage (initiate, then PUT) by default.
-local errors = require("vidu.errors")
-local validate = require("vidu.validate")
 local images = require("vidu.images")
+local url = require("vidu.url")
+local fields = require("vidu.providers.fields")
 local common = require("vidu.providers.common")
 
 local str, tab = common.str, common.tab
+local F = fields.F
+local MB = 1000 * 1000
 
-local fal = {
-  name = "fal",
-  env_key = "FAL_KEY",
-  default_base_url = "https://queue.fal.run",
-  -- fal's REST host (storage uploads). A base_url given to the client replaces it too, so one
-  -- emulator URL serves every host.
-  rest_base_url = "https://rest.fal.ai",
-  default_model = "fal-ai/vidu/q1/image-to-video",
-  -- fal reports queue position and logs while waiting; poll briskly at first.
-  poll_defaults = { first = 1, max = 10, factor = 1.5 },
-}
+local fal = common.driver("fal")
+-- fal's REST host (storage uploads). A base_url given to the client replaces it too, so one
+-- emulator URL serves every host.
+fal.rest_base_url = "https://rest.fal.ai"
+fal.default_model = "fal-ai/vidu/q1/image-to-video"
+-- fal reports queue position and logs while waiting; poll briskly at first.
+fal.poll_defaults = { first = 1, max = 10, factor = 1.5 }
+fal.attach_options = { model = "string" }
 
 -- App namespaces that add one path segment before owner/app (fal's APP_NAMESPACES).
 local NAMESPACES = { workflows = true, comfy = true }
 
 -- Error types that mean content moderation (fal's 422 detail[].type for policy refusals).
 local MODERATED = { content_policy_violation = true }
+
+-- fal model ids are owner/app[/path]: segments of letters, digits, '-', '_' and '.'.
+local function check_model_id(v)
+  local ok = v:match("^[%w._-]+/[%w._-]+") and not v:find("//", 1, true)
+    and not v:find("[^%w._/-]") and v:sub(-1) ~= "/"
+  if ok then return true end
+  return nil, "owner/app[/path]", string.format("%q is not a fal model id (owner/app[/path])", v)
+end
+
+--- What fal takes (fal-ai/vidu/q1/image-to-video's input schema, fal's queue headers):
+-- prompt up to 1500 characters; images through fal storage by default, inline (data: URI)
+-- only with upload = false and under 10 MB (whether this model takes data: URIs is
+-- unconfirmed); fal states no image size limit, Vidu's 50 MB presumably applies.
+fal.rules = fields.rules({
+  { "model", { t = "string", check = check_model_id } },
+  { "prompt", fields.with(F.prompt, { required = true }) }, { "seed", F.seed },
+  { "movement_amplitude", F.movement_amplitude },
+  { "fal_webhook", { t = "string", url = true } },
+  { "priority", { t = "string", enum = { "normal", "low" } } },
+  -- fal's docs: must be above 0.1 s (the Python client asks for more than 1 s).
+  { "start_timeout", { t = "number", above = 0.1 } },
+  { "hint", { t = "string", text = true, nonempty = true } },
+  { "upload", F.upload }, { "image", F.image },
+}, nil, {
+  name = "fal", prompt_max = 1500, default_model = fal.default_model,
+  image = { max_bytes = 50 * MB, inline_below = 10 * MB, can_upload = true,
+    upload_default = true },
+})
 
 --- The Authorization header value: "Key <FAL_KEY>".
 function fal.auth_header(key)
@@ -83,18 +110,9 @@ function fal.parse_error(resp)
   return out
 end
 
---- Validates submit parameters (no network I/O).
-function fal.check(_, params)
-  return validate.check("fal", params)
-end
-
 -- The REST host: fal's own, unless the client was pointed somewhere else (the emulator).
 local function rest_base(client)
-  local base = client.base_url
-  if base and (client.custom_base_url or common.trim_slash(base) ~= fal.default_base_url) then
-    return common.trim_slash(base)
-  end
-  return fal.rest_base_url
+  return client.custom_base_url and client.base_url or fal.rest_base_url
 end
 
 --- Uploads a local image to fal's storage: POST /storage/upload/initiate, then PUT the bytes
@@ -109,7 +127,7 @@ function fal.upload(client, desc)
   if not resp then return nil, err end
   local j = tab(resp.json) or {}
   local upload_url, file_url = str(j.upload_url), str(j.file_url)
-  if not common.is_http_url(upload_url) or not file_url then
+  if not url.is_url(upload_url) or not file_url then
     return nil, common.provider_error("fal", "upload: initiate returned no upload_url/file_url")
   end
   local put, perr = images.put(client, upload_url, desc)
@@ -119,9 +137,64 @@ end
 
 -- The three URLs of a request, built from owner/app (used only when fal did not send them).
 local function build_urls(base, model, id)
-  local root = common.trim_slash(base) .. "/" .. fal.app_id(model) .. "/requests/"
-    .. common.urlencode(id)
+  local root = url.trim_slash(base) .. "/" .. fal.app_id(model) .. "/requests/" .. url.encode(id)
   return root .. "/status", root, root .. "/cancel"
+end
+
+--- Reads a status answer ({status: IN_QUEUE | IN_PROGRESS | COMPLETED, queue_position,
+-- logs}) into an observation; the second value is true when the result must be read next
+-- (COMPLETED, or the FAILED/ERROR a third-party schema lists: the result tells what
+-- happened). nil when the answer is not a status.
+function fal.read(j)
+  j = tab(j)
+  if not j then return nil end
+  local obs = { raw = j, logs = tab(j.logs) }
+  local status = str(j.status)
+  if status == "IN_QUEUE" then
+    obs.status = "queued"
+    obs.queue_position = common.number(j.queue_position)
+    return obs
+  end
+  if status == "COMPLETED" or status == "FAILED" or status == "ERROR" then
+    obs.status = "running"
+    return obs, true
+  end
+  if status == "CANCELED" or status == "CANCELLED" then
+    obs.status = "canceled"
+    return obs
+  end
+  -- IN_PROGRESS, or unknown: not terminal; wait's timeout bounds it.
+  obs.status = "running"
+  return obs
+end
+
+-- A failure read from the result (or the status body's error): canceled when fal's error
+-- type says so, moderated for a policy refusal, else failed.
+local function failure(status_body, code, message, http_status)
+  code = str(status_body.error_type) or code
+  message = str(status_body.error) or message
+  local kind = "failed"
+  if code and MODERATED[code] then kind = "moderated" end
+  local status = "failed"
+  if type(code) == "string" and code:find("cancel", 1, true) then status = "canceled" end
+  return { status = status, error = { kind = kind, code = code, status = http_status,
+    message = message or "no detail" } }
+end
+
+--- Reads a result answer (decoded JSON, its HTTP status, the status body that said
+-- COMPLETED) into an observation: a video is success; anything else is the model's failure.
+function fal.read_result(j, http_status, status_body)
+  j = tab(j)
+  local video = j and tab(j.video)
+  local video_url = video and str(video.url)
+  if video_url then
+    return { status = "succeeded", video_url = video_url, extra = { result = j } }
+  end
+  local pe = fal.parse_error({ json = j, headers = {} })
+  local obs = failure(status_body or {}, pe.code, pe.message or "the result has no video.url",
+    http_status)
+  obs.extra = { result = j }
+  return obs
 end
 
 --- Submits to the queue: POST {base}/{model}[?fal_webhook=], headers for priority, start
@@ -133,7 +206,7 @@ function fal.submit(client, p)
   if p.seed ~= nil then body.seed = p.seed end
   if p.movement_amplitude ~= nil then body.movement_amplitude = p.movement_amplitude end
   local path = "/" .. p.model
-  if p.fal_webhook then path = path .. "?fal_webhook=" .. common.urlencode(p.fal_webhook) end
+  if p.fal_webhook then path = path .. "?fal_webhook=" .. url.encode(p.fal_webhook) end
   local headers = {}
   if p.priority then headers["X-Fal-Queue-Priority"] = p.priority end
   if p.start_timeout then headers["X-Fal-Request-Timeout"] = tostring(p.start_timeout) end
@@ -141,140 +214,69 @@ function fal.submit(client, p)
   local resp, err = client:request{
     method = "POST", path = path, json = body, headers = headers, idempotent = false,
   }
-  if not resp then return nil, common.refine(err, MODERATED) end
+  if not resp then return nil, err end
   local j = tab(resp.json)
   if not j then return nil, common.uncertain("fal", "the submit answer is not JSON", resp) end
   local id = common.id(j.request_id)
   if not id then
     return nil, common.uncertain("fal", "the submit answer has no request_id", resp)
   end
-  local s, r, c = build_urls(client.base_url or fal.default_base_url, p.model, id)
-  local fields = {
-    id = id, status = "queued", raw = j, model = p.model,
-    status_url = common.is_http_url(j.status_url) and j.status_url or s,
-    response_url = common.is_http_url(j.response_url) and j.response_url or r,
-    cancel_url = common.is_http_url(j.cancel_url) and j.cancel_url or c,
-    queue_position = common.number(j.queue_position),
+  local s, r, c = build_urls(client.base_url, p.model, id)
+  local handle = {
+    id = id, model = p.model,
+    status_url = url.is_url(j.status_url) and j.status_url or s,
+    response_url = url.is_url(j.response_url) and j.response_url or r,
+    cancel_url = url.is_url(j.cancel_url) and j.cancel_url or c,
   }
-  return fields
+  return handle, { status = "queued", raw = j, queue_position = common.number(j.queue_position) }
 end
 
--- Marks the task failed with an error built from the result's HTTP error (or the status's).
--- A failure after our own cancel (or one whose error type says so) is a cancellation.
-local function fail(task, spec)
-  local code = spec.code
-  if task.cancel_requested or (type(code) == "string" and code:find("cancel", 1, true)) then
-    task.status = "canceled"
-    task.error = errors.new{ kind = "canceled", provider = "fal", status = spec.status,
-      code = code, task_id = task.id, message = "the request was canceled" }
-    return
-  end
-  local kind = "failed"
-  if spec.kind == "moderated" or (spec.code and MODERATED[spec.code]) then kind = "moderated" end
-  task.status = "failed"
-  task.error = errors.new{
-    kind = kind, provider = "fal", status = spec.status, code = spec.code,
-    task_id = task.id, message = "generation failed: " .. tostring(spec.message or "no detail"),
-  }
-end
-
--- Reads the result of a COMPLETED request. A 2xx with a video is success; an HTTP error from
--- the result (after the client's retries) is the model's failure; a network error is ours.
-local function read_result(client, task, status_body)
+-- Reads the result of a COMPLETED request. An HTTP error from the result (after the
+-- client's retries) is the model's failure; a network error is ours.
+local function poll_result(client, task, status_body)
   local resp, err = client:request{ method = "GET", url = task.response_url, idempotent = true }
   if not resp then
     local http_failure = err.status and err.kind ~= "auth" and err.kind ~= "rate_limited"
     if not http_failure then return nil, err end
-    -- The status's error_type is more specific than the result's HTTP error.
-    fail(task, { kind = err.kind, status = err.status,
-      code = str(status_body.error_type) or err.code,
-      message = str(status_body.error) or err.message })
-    return true
+    return failure(status_body, err.code, err.message, err.status)
   end
-  local j = tab(resp.json)
-  task.result = j
-  local video = j and tab(j.video)
-  local url = video and str(video.url)
-  if url then
-    task.video_url = url
-    task.status = "succeeded"
-    return true
-  end
-  local pe = fal.parse_error(resp)
-  fail(task, {
-    code = str(status_body.error_type) or pe.code,
-    message = str(status_body.error) or pe.message or "the result has no video.url",
-  })
-  return true
+  return fal.read_result(resp.json, resp.status, status_body)
 end
 
 --- Polls {status_url}?logs=1 (202 pending, 200 completed); on COMPLETED reads the result.
-local function poll_task(client, task)
+function fal.poll(client, task)
   local resp, err = client:request{
-    method = "GET", url = common.add_query(task.status_url, "logs=1"), idempotent = true,
+    method = "GET", url = url.add_query(task.status_url, "logs=1"), idempotent = true,
   }
   if not resp then return nil, err end
-  local j = tab(resp.json)
-  if not j then
-    return nil, common.provider_error("fal", "the status answer is not JSON",
-      { status = resp.status, retryable = true, task_id = task.id })
+  local obs, completed = fal.read(resp.json)
+  if not obs then
+    return nil, common.bad_answer("fal", "the status answer is not JSON", resp, task)
   end
-  task.raw = j
-  if tab(j.logs) then task.logs = j.logs end
-  local status = str(j.status)
-  if status == "IN_QUEUE" then
-    task.status = "queued"
-    task.queue_position = common.number(j.queue_position)
-    return true
-  end
-  task.queue_position = nil
-  if status == "IN_PROGRESS" then
-    task.status = "running"
-    return true
-  end
-  if status == "COMPLETED" or status == "FAILED" or status == "ERROR" then
-    -- FAILED/ERROR are not in fal's types (a third-party schema lists FAILED): read the
-    -- result either way, it tells what happened.
-    return read_result(client, task, j)
-  end
-  if status == "CANCELED" or status == "CANCELLED" then
-    task.status = "canceled"
-    task.error = errors.new{ kind = "canceled", provider = "fal", task_id = task.id,
-      message = "the request was canceled" }
-    return true
-  end
-  -- Unknown: not terminal; wait's timeout bounds it.
-  task.status = "running"
-  return true
+  if not completed then return obs end
+  local final, ferr = poll_result(client, task, obs.raw)
+  if not final then return nil, ferr end
+  final.raw, final.logs = obs.raw, obs.logs
+  return final
 end
 
 --- Cancels with PUT {cancel_url}; any 2xx means fal accepted (it may still finish a request
--- that was already running).
+-- that was already running; it then ends COMPLETED with an error, which reads as canceled).
 function fal.cancel(client, task)
-  local url = task.cancel_url
-  if not url then
-    local _, _, c = build_urls(client.base_url or fal.default_base_url,
-      task.model or fal.default_model, task.id)
-    url = c
-  end
-  local resp, err = client:request{ method = "PUT", url = url, idempotent = true }
+  local resp, err = client:request{ method = "PUT", url = task.cancel_url, idempotent = true }
   if not resp then return nil, common.with_task_id(err, task.id) end
-  -- The request ends COMPLETED with an error; this tells poll it was our cancel.
-  task.cancel_requested = true
   return true
 end
 
---- Re-attaches to a request by id. opts.model (default the q1 model) gives owner/app, which
--- is all the status/result/cancel URLs use.
-function fal.attach(client, id, opts)
-  common.check_attach("fal", id, opts, { model = true })
-  local model = opts and opts.model or fal.default_model
-  if type(model) ~= "string" then error("vidu fal: option 'model' must be a string", 0) end
-  local s, r, c = build_urls(client.base_url or fal.default_base_url, model, id)
-  return { id = id, status = "queued", model = model, status_url = s, response_url = r,
-    cancel_url = c }
+--- Fills in a handle: the model (default the q1 model) gives owner/app, which is all the
+-- status/result/cancel URLs use.
+function fal.attach(client, handle)
+  handle.model = handle.model or fal.default_model
+  local s, r, c = build_urls(client.base_url, handle.model, handle.id)
+  handle.status_url = handle.status_url or s
+  handle.response_url = handle.response_url or r
+  handle.cancel_url = handle.cancel_url or c
+  return handle
 end
-
-fal.poll = poll_task
 
 return fal

@@ -1,10 +1,8 @@
 --- Vidu's own API (api.vidu.com, "ent/v2"): Token auth, uploads through /tools/v2/files,
 -- cancel through POST /ent/v2/tasks/{id}/cancel. The protocol lives in vidu_api.lua, shared
--- with the relays.
+-- with Vidu-compatible gateways.
 return require("vidu.providers.vidu_api").new{
   name = "vidu",
-  env_key = "VIDU_API_KEY",
-  default_base_url = "https://api.vidu.com",
   auth_scheme = "Token",
   prefix = "/ent/v2",
   upload_prefix = "/tools/v2",

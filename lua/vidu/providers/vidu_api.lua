@@ -1,16 +1,18 @@
---- The Vidu API ("ent/v2"), shared by the official provider and Vidu-compatible relays.
+--- The Vidu API ("ent/v2"), shared by the official provider and Vidu-compatible gateways.
 --
--- Relays pass Vidu's own body and answers through (cus_priority, credits, state, ...), so one
--- implementation serves both; what differs is configuration: the auth scheme (Token for
--- Vidu, Bearer for relays), the path prefix (/ent/v2 or /vidu/v2), the upload API (Vidu
--- only) and cancel (Vidu only; no relay documents one).
-local errors = require("vidu.errors")
+-- Gateways pass Vidu's own body and answers through (cus_priority, credits, state, ...), so
+-- one implementation serves both; what differs is configuration: the auth scheme (Token for
+-- Vidu, Bearer for gateways), the path prefix (/ent/v2 or /vidu/v2), the upload API (Vidu
+-- only), cancel (Vidu only; no gateway documents one) and the fields and models taken.
 local json = require("vidu.json")
-local validate = require("vidu.validate")
 local images = require("vidu.images")
+local url = require("vidu.url")
+local fields = require("vidu.providers.fields")
+local models = require("vidu.providers.vidu_models")
 local common = require("vidu.providers.common")
 
 local str, tab, first = common.str, common.tab, common.first
+local MB = 1000 * 1000
 
 local vidu_api = {}
 
@@ -40,7 +42,7 @@ local BODY_FIELDS = {
 }
 
 --- Reads a Vidu error body: {code, reason, message, metadata{trace_id}}, or the
--- {"error":{message,type,code}} wrapper of new-api style relays, or plain text.
+-- {"error":{message,type,code}} wrapper of new-api style gateways, or plain text.
 function vidu_api.parse_error(resp)
   local j = tab(resp and resp.json)
   local out = {}
@@ -55,81 +57,58 @@ function vidu_api.parse_error(resp)
       local meta = tab(j.metadata)
       out.request_id = meta and str(meta.trace_id)
     end
-    if type(e) == "string" and not out.message then out.message = e end
+    if type(j.error) == "string" and not out.message then out.message = j.error end
   end
   if not out.message then out.message = common.excerpt(resp and resp.body) end
   if out.code and MODERATED[out.code] then out.kind = "moderated" end
   return out
 end
 
--- The error of a task that ended in state "failed".
-local function task_error(provider, j, id)
-  local code = str(j.err_code) or str(j.reason)
-  local kind = "failed"
-  if code and MODERATED[code] then kind = "moderated" end
-  if code and CANCELED[code] then kind = "canceled" end
-  local msg = "generation failed"
-  if kind == "moderated" then msg = "content moderation refused the task" end
-  if kind == "canceled" then msg = "the task was canceled" end
-  if code then msg = msg .. " (" .. code .. ")" end
-  if str(j.message) then msg = msg .. ": " .. j.message end
-  return errors.new{ kind = kind, provider = provider, code = code, task_id = id, message = msg }
-end
-
--- Copies a Vidu task answer (create or creations) onto the task.
-local function apply(provider, task, j)
-  task.raw = j
-  local state = str(j.state)
-  if j.credits ~= nil then task.cost = common.number(j.credits) end
+--- Reads a Vidu task answer (the create answer, GET .../creations, or a callback body) into
+-- an observation. Unknown states leave the status as it is: polling goes on until wait's
+-- timeout. nil when the answer is not a JSON object.
+function vidu_api.read(j)
+  j = tab(j)
+  if not j then return nil end
+  local obs = { raw = j, cost = common.number(j.credits), progress = common.number(j.progress) }
   local c = tab(first(j.creations))
   if c then
-    task.video_url = str(c.url) or task.video_url
-    task.cover_url = str(c.cover_url) or task.cover_url
-    task.watermarked_url = str(c.watermarked_url) or task.watermarked_url
+    obs.video_url, obs.cover_url = str(c.url), str(c.cover_url)
+    if str(c.watermarked_url) then obs.extra = { watermarked_url = c.watermarked_url } end
   end
-  local status = state and STATES[state]
-  if not status then
-    -- Unknown states are treated as still running: polling goes on until wait's timeout.
-    task.status = task.status == "queued" and "queued" or "running"
-    return
-  end
+  local status = STATES[str(j.state) or ""]
+  obs.status = status
   if status == "failed" then
-    local err = task_error(provider, j, task.id)
-    task.error = err
-    task.status = err.kind == "canceled" and "canceled" or "failed"
-    return
+    local code = str(j.err_code) or str(j.reason)
+    local kind = "failed"
+    if code and MODERATED[code] then kind = "moderated" end
+    if code and CANCELED[code] then obs.status = "canceled" end
+    obs.error = { kind = kind, code = code, message = str(j.message) }
   end
-  if status == "succeeded" and not task.video_url then
-    task.status = "failed"
-    task.error = common.provider_error(provider, "state success but no creations[].url",
-      { task_id = task.id })
-    return
-  end
-  task.status = status
+  return obs
 end
 
---- Builds a driver. cfg: name, env_key, default_base_url, auth_scheme ("Token"|"Bearer"),
--- prefix ("/ent/v2"), upload_prefix ("/tools/v2" or nil), can_cancel, base_url_required.
+--- Builds a driver. cfg: name (in the registry), auth_scheme ("Token"|"Bearer"), prefix
+-- ("/ent/v2"), upload_prefix ("/tools/v2" or nil), can_cancel, except (body fields the
+-- provider does not take).
 function vidu_api.new(cfg)
   local name, prefix = cfg.name, cfg.prefix
-  local driver = {
-    name = name,
-    env_key = cfg.env_key,
-    default_base_url = cfg.default_base_url,
-    base_url_required = cfg.base_url_required,
-    -- Vidu tasks take tens of seconds to minutes; start at 2 s, back off to 15 s.
-    poll_defaults = { first = 2, max = 15, factor = 1.5 },
-    parse_error = vidu_api.parse_error,
-  }
+  local driver = common.driver(name)
+  -- Vidu tasks take tens of seconds to minutes; start at 2 s, back off to 15 s.
+  driver.poll_defaults = { first = 2, max = 15, factor = 1.5 }
+  driver.parse_error = vidu_api.parse_error
+  driver.read = vidu_api.read
+  -- Images: under 10 MB decoded inline (the older, stricter Vidu page), 50 MB at most.
+  -- ssupload: Vidu's own upload references are taken as they are.
+  driver.rules = fields.rules(fields.VIDU_BODY, cfg.except, {
+    name = name, prompt_max = 1500, models = models[name], default_model = "viduq1",
+    image = { max_bytes = 50 * MB, inline_below = 10 * MB,
+      can_upload = cfg.upload_prefix ~= nil, ssupload = cfg.upload_prefix ~= nil },
+  })
 
   --- The Authorization header value.
   function driver.auth_header(key)
     return cfg.auth_scheme .. " " .. key
-  end
-
-  --- Validates submit parameters (no network I/O). Returns normalized params | nil, err.
-  function driver.check(_, params)
-    return validate.check(name, params)
   end
 
   -- Vidu's three-step upload: create, PUT to the pre-signed URL, finish with the ETag.
@@ -143,7 +122,7 @@ function vidu_api.new(cfg)
       if not resp then return nil, err end
       local j = tab(resp.json) or {}
       local id, put_url = common.id(j.id), str(j.put_url)
-      if not id or not common.is_http_url(put_url) then
+      if not id or not url.is_url(put_url) then
         return nil, common.provider_error(name, "upload: the answer has no id/put_url")
       end
       local put, perr = images.put(client, put_url, desc)
@@ -166,7 +145,9 @@ function vidu_api.new(cfg)
     driver.upload = upload
   end
 
-  --- Sends the create request: uploads or inlines the image first.
+  --- Sends the create request: uploads or inlines the image first. A task created and
+  -- failed at once (ComfyUI treats this as an immediate error) exists and is reported as
+  -- failed, with its id.
   function driver.submit(client, p)
     local image, ierr = images.materialize(client, name, p.image, upload)
     if not image then return nil, ierr end
@@ -178,7 +159,7 @@ function vidu_api.new(cfg)
     local resp, err = client:request{
       method = "POST", path = prefix .. "/img2video", json = body, idempotent = false,
     }
-    if not resp then return nil, common.refine(err, MODERATED) end
+    if not resp then return nil, err end
     local j = tab(resp.json)
     if not j then return nil, common.uncertain(name, "the create answer is not JSON", resp) end
     local id = common.id(j.task_id) or common.id(j.id)
@@ -187,45 +168,30 @@ function vidu_api.new(cfg)
       return nil, common.uncertain(name, "the create answer has no task_id"
         .. (pe.message and (" (" .. pe.message .. ")") or ""), resp)
     end
-    local fields = { id = id, status = "queued", model = str(j.model) or p.model }
-    apply(name, fields, j)
-    -- Created then failed at once (ComfyUI treats this as an immediate error): the task
-    -- exists and is reported as failed, with its id.
-    return fields
+    local obs = vidu_api.read(j)
+    obs.status = obs.status or "queued"
+    return { id = id, model = str(j.model) or p.model }, obs
   end
 
   --- Reads the task's state and creations.
-  local function poll_task(client, task)
-    local resp, err = client:request{
-      method = "GET", path = prefix .. "/tasks/" .. common.urlencode(task.id) .. "/creations",
+  function driver.poll(client, task)
+    return common.poll_json(client, task, {
+      method = "GET", path = prefix .. "/tasks/" .. url.encode(task.id) .. "/creations",
       idempotent = true,
-    }
-    if not resp then return nil, err end
-    local j = tab(resp.json)
-    if not j then
-      return nil, common.provider_error(name, "the task answer is not JSON",
-        { status = resp.status, retryable = true, task_id = task.id })
-    end
-    apply(name, task, j)
-    return true
+    }, vidu_api.read)
   end
 
   if cfg.can_cancel then
     --- Asks Vidu to cancel (POST .../cancel with {"id": ...}); success answers {}.
     function driver.cancel(client, task)
       local resp, err = client:request{
-        method = "POST", path = prefix .. "/tasks/" .. common.urlencode(task.id) .. "/cancel",
+        method = "POST", path = prefix .. "/tasks/" .. url.encode(task.id) .. "/cancel",
         json = { id = task.id }, idempotent = true,
       }
       if not resp then return nil, common.with_task_id(err, task.id) end
       return true
     end
   end
-
-  driver.poll = poll_task
-
-  -- Re-attaches to a task by id: Vidu's URLs are built from the id alone.
-  driver.attach = common.attach_by_id(name)
 
   return driver
 end

@@ -5,21 +5,35 @@
 -- (`sync = true` sends enable_sync_mode): the submit blocks until the result is ready; when
 -- the answer is not final (WaveSpeed's "Sync mode timed out", code 5004) the task keeps
 -- running and we fall back to polling. No cancel is documented.
-local errors = require("vidu.errors")
-local validate = require("vidu.validate")
 local images = require("vidu.images")
+local url = require("vidu.url")
+local fields = require("vidu.providers.fields")
+local models = require("vidu.providers.vidu_models")
 local common = require("vidu.providers.common")
 
 local str, tab, first = common.str, common.tab, common.first
+local F = fields.F
+local MB = 1000 * 1000
 
-local wavespeed = {
-  name = "wavespeed",
-  env_key = "WAVESPEED_API_KEY",
-  default_base_url = "https://api.wavespeed.ai",
-  poll_defaults = { first = 2, max = 15, factor = 1.5 },
-  -- How long a sync-mode submit may block before we give up on the answer (seconds).
-  sync_timeout = 600,
-}
+local wavespeed = common.driver("wavespeed")
+wavespeed.poll_defaults = { first = 2, max = 15, factor = 1.5 }
+-- How long a sync-mode submit may block before we give up on the answer (seconds).
+wavespeed.sync_timeout = 600
+
+--- What WaveSpeed takes (its vidu/image-to-video-2.0 page): prompt required, up to 1500
+-- characters; seed -1..2147483647 (-1, the default, meaning random); images under 50 MB,
+-- inline under 10 MB (above that the upload API, rather than POST 67 MB of JSON).
+wavespeed.rules = fields.rules({
+  { "model", F.model }, { "prompt", fields.with(F.prompt, { required = true }) },
+  { "duration", F.duration },
+  { "seed", fields.with(F.seed, { min = -1 }) },
+  { "movement_amplitude", F.movement_amplitude }, { "sync", { t = "boolean" } },
+  { "webhook", { t = "string", url = true } }, { "upload", F.upload }, { "image", F.image },
+}, nil, {
+  name = "wavespeed", prompt_max = 1500, models = models.wavespeed,
+  default_model = "vidu/image-to-video-2.0",
+  image = { max_bytes = 50 * MB, inline_below = 10 * MB, can_upload = true },
+})
 
 local STATES = {
   created = "queued", pending = "queued", queued = "queued",
@@ -52,11 +66,6 @@ function wavespeed.parse_error(resp)
   return out
 end
 
---- Validates submit parameters (no network I/O).
-function wavespeed.check(_, params)
-  return validate.check("wavespeed", params)
-end
-
 --- Uploads a local image: POST /api/v3/media/uploads {filename, size, content_type}, PUT the
 -- bytes to data.upload.url with data.upload.headers (no Authorization), use download_url.
 function wavespeed.upload(client, desc)
@@ -68,8 +77,8 @@ function wavespeed.upload(client, desc)
   local j = tab(resp.json) or {}
   local d = tab(j.data) or {}
   local up = tab(d.upload) or {}
-  local url, download = str(up.url), str(d.download_url)
-  if (j.code ~= nil and j.code ~= 200) or not common.is_http_url(url) or not download then
+  local put_url, download = str(up.url), str(d.download_url)
+  if (j.code ~= nil and j.code ~= 200) or not url.is_url(put_url) or not download then
     return nil, common.provider_error("wavespeed", "upload: "
       .. (str(j.message) or "the answer has no upload.url/download_url"),
       { code = j.code ~= 200 and j.code or nil })
@@ -78,56 +87,41 @@ function wavespeed.upload(client, desc)
   for k, v in pairs(tab(up.headers) or {}) do
     if type(k) == "string" and type(v) == "string" then headers[k] = v end
   end
-  local put, perr = images.put(client, url, desc, headers)
+  local put, perr = images.put(client, put_url, desc, headers)
   if not put then return nil, perr end
   return download
 end
 
--- The error of a task that ended failed/timeout.
-local function task_error(d, id)
-  local code = d.code
-  if code == 0 then code = nil end
-  local msg = str(d.error)
-  local kind = "failed"
-  if code == MODERATED_CODE then kind = "moderated" end
-  if d.status == "timeout" then
-    code = code or "timeout"
-    msg = msg or "the provider timed the task out"
+--- Reads a prediction (the data of the envelope, or a webhook body) into an observation.
+-- Sync mode that ran out of time answers "processing" (code 5004): the task goes on. nil
+-- when it is not a JSON object.
+function wavespeed.read(d)
+  d = tab(d)
+  if not d then return nil end
+  local obs = { raw = d, video_url = str(first(d.outputs)) }
+  local urls = tab(d.urls)
+  if urls and url.is_url(urls.get) then obs.extra = { get_url = urls.get } end
+  local status = STATES[str(d.status) or ""]
+  obs.status = status
+  if status == "failed" then
+    local code = d.code
+    if code == 0 then code = nil end
+    local msg = str(d.error)
+    if d.status == "timeout" then
+      code = code or "timeout"
+      msg = msg or "the provider timed the task out"
+    end
+    obs.error = {
+      kind = code == MODERATED_CODE and "moderated" or "failed", code = code, message = msg,
+      retryable = type(code) == "number" and code >= 5000 or nil,
+    }
   end
-  return errors.new{
-    kind = kind, provider = "wavespeed", code = code, task_id = id,
-    retryable = type(code) == "number" and code >= 5000 or nil,
-    message = (kind == "moderated" and "content moderation refused the task" or "generation failed")
-      .. (msg and (": " .. msg) or ""),
-  }
+  return obs
 end
 
--- Copies a prediction (data of the envelope) onto the task.
-local function apply(task, d)
-  task.raw = d
-  local urls = tab(d.urls)
-  if urls and common.is_http_url(urls.get) then task.get_url = urls.get end
-  local out = first(d.outputs)
-  if str(out) then task.video_url = out end
-  local status = STATES[str(d.status) or ""]
-  -- Sync mode that ran out of time answers "processing" with an error (or code 5004): the
-  -- task goes on, so this is not a failure.
-  if status == "failed" or status == "canceled" then
-    task.error = task_error(d, task.id)
-    if status == "canceled" then
-      task.error = errors.new{ kind = "canceled", provider = "wavespeed", task_id = task.id,
-        message = "the task was cancelled" }
-    end
-    task.status = status
-    return
-  end
-  if status == "succeeded" and not task.video_url then
-    task.status = "failed"
-    task.error = common.provider_error("wavespeed", "completed but outputs[] is empty",
-      { task_id = task.id })
-    return
-  end
-  task.status = status or (task.status == "queued" and "queued" or "running")
+-- The data of an answer's {code, message, data} envelope.
+local function data_of(j)
+  return tab(tab(j) and j.data)
 end
 
 --- Submits: POST /api/v3/{model}[?webhook=], flat body; with sync = true the answer may
@@ -141,7 +135,7 @@ function wavespeed.submit(client, p)
   end
   if p.sync then body.enable_sync_mode = true end
   local path = "/api/v3/" .. p.model
-  if p.webhook then path = path .. "?webhook=" .. common.urlencode(p.webhook) end
+  if p.webhook then path = path .. "?webhook=" .. url.encode(p.webhook) end
   local resp, err = client:request{
     method = "POST", path = path, json = body, idempotent = false,
     timeout = p.sync and wavespeed.sync_timeout or nil,
@@ -149,7 +143,7 @@ function wavespeed.submit(client, p)
   if not resp then return nil, err end
   local j = tab(resp.json)
   if not j then return nil, common.uncertain("wavespeed", "the submit answer is not JSON", resp) end
-  local d = tab(j.data)
+  local d = data_of(j)
   local id = d and common.id(d.id)
   if not id then
     if j.code ~= nil and j.code ~= 200 then
@@ -159,39 +153,28 @@ function wavespeed.submit(client, p)
     end
     return nil, common.uncertain("wavespeed", "the submit answer has no data.id", resp)
   end
-  local fields = { id = id, status = "queued", model = p.model, sync = p.sync or nil }
-  apply(fields, d)
-  return fields
+  return { id = id, model = p.model }, wavespeed.read(d)
 end
 
 --- Polls urls.get (or /api/v3/predictions/{id}/result).
-local function poll_task(client, task)
+function wavespeed.poll(client, task)
   local req = { method = "GET", idempotent = true }
   if task.get_url then
     req.url = task.get_url
   else
-    req.path = "/api/v3/predictions/" .. common.urlencode(task.id) .. "/result"
+    req.path = "/api/v3/predictions/" .. url.encode(task.id) .. "/result"
   end
   local resp, err = client:request(req)
   if not resp then return nil, err end
   local j = tab(resp.json)
-  local d = j and tab(j.data)
-  if not d then
+  local obs = wavespeed.read(data_of(j))
+  if not obs then
     return nil, common.provider_error("wavespeed", "the result answer has no data"
       .. (j and str(j.message) and (": " .. j.message) or ""),
       { status = resp.status, retryable = true, task_id = task.id,
         code = j and j.code ~= 200 and j.code or nil })
   end
-  apply(task, d)
-  return true
+  return obs
 end
-
--- Re-attaches to a prediction by id.
-wavespeed.attach = common.attach_by_id("wavespeed")
-
--- No cancel: WaveSpeed documents none.
-wavespeed.cancel = nil
-
-wavespeed.poll = poll_task
 
 return wavespeed

@@ -1,7 +1,7 @@
 --- Runs the emulator (or any server that prints its URL first) as a child process, from plain
 -- Lua: no luv needed, so a pipeline script, the demo, a benchmark or a spec can start one.
 --
---   local launch = require("vidu.emulator.launch")
+--   local launch = require("vidu.launch")
 --   local emu = launch.start{ config = { progress = "time", seconds = 10 } }
 --   local client = vidu.client("vidu", { api_key = "any", base_url = emu.url })
 --   ...

@@ -1,0 +1,46 @@
+--- URL helpers: the one strict http(s) check every layer makes before it sends anything (or a
+-- key) to a URL, origins, joining, and query strings. Pure functions, no I/O.
+local url = {}
+
+--- True when `s` is an absolute http(s) URL with a host and no whitespace or control bytes.
+function url.is_url(s)
+  if type(s) ~= "string" or s:find("[%s%c]") then return false end
+  local scheme, host = s:match("^(%a[%w+.-]*)://([^/?#]+)")
+  if not scheme then return false end
+  scheme = scheme:lower()
+  return (scheme == "http" or scheme == "https") and host ~= ""
+end
+
+--- The "scheme://host[:port]" part of an absolute http(s) URL (lower-cased), or nil.
+function url.origin(s)
+  local o = type(s) == "string" and s:match("^[Hh][Tt][Tt][Pp][Ss]?://[^/?#]+")
+  return o and o:lower() or nil
+end
+
+--- Joins a base URL and a path with exactly one slash between them.
+function url.join(base, path)
+  if path == "" then return base end
+  if base:sub(-1) == "/" then base = base:sub(1, -2) end
+  if path:sub(1, 1) ~= "/" then path = "/" .. path end
+  return base .. path
+end
+
+--- The URL without trailing slashes.
+function url.trim_slash(s)
+  return (s:gsub("/+$", ""))
+end
+
+--- Percent-encodes a string for a path segment or a query value (RFC 3986 unreserved kept).
+function url.encode(s)
+  return (tostring(s):gsub("[^%w%-%._~]", function(c)
+    return string.format("%%%02X", c:byte())
+  end))
+end
+
+--- Appends "k=v" (already encoded) to a URL's query, with '?' or '&' as the URL needs.
+function url.add_query(s, kv)
+  local sep = s:find("?", 1, true) and "&" or "?"
+  return s .. sep .. kv
+end
+
+return url
