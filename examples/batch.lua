@@ -10,19 +10,17 @@ local vidu = require("vidu")
 local provider = arg[1] or "vidu"
 local outdir = arg[2] or "batch-out"
 
-local KEYS = {
-  fal = "FAL_KEY", vidu = "VIDU_API_KEY", wavespeed = "WAVESPEED_API_KEY",
-  vtrix = "VTRIX_API_KEY", relay = "VIDU_RELAY_API_KEY",
-}
-if not KEYS[provider] then
-  io.stderr:write("unknown provider " .. provider .. " (fal, vidu, wavespeed, vtrix, relay)\n")
+local registry = require("vidu.providers")
+local entry = registry.get(provider)
+if not entry then
+  io.stderr:write("unknown provider " .. provider .. " (" .. table.concat(registry.names, ", ") .. ")\n")
   os.exit(2)
 end
 local emulator = os.getenv("VIDU_BASE_URL")
 local base_url = emulator or (provider == "relay" and os.getenv("VIDU_RELAY_BASE_URL")) or nil
-local key = os.getenv(KEYS[provider]) or (emulator and "emulator-key")
+local key = os.getenv(entry.env_key) or (emulator and "emulator-key")
 if not key then
-  io.stderr:write("set " .. KEYS[provider] .. ", or VIDU_BASE_URL to the emulator's URL\n")
+  io.stderr:write("set " .. entry.env_key .. ", or VIDU_BASE_URL to the emulator's URL\n")
   os.exit(2)
 end
 

@@ -13,24 +13,22 @@ local here = (arg[0]:match("^(.*)/[^/]*$") or ".")
 local image = arg[2] or (here .. "/../spec/fixtures/astronaut.png")
 local output = arg[3] or "out/demo-" .. provider .. ".mp4"
 
-local env_keys = {
-  fal = "FAL_KEY", vidu = "VIDU_API_KEY", wavespeed = "WAVESPEED_API_KEY",
-  vtrix = "VTRIX_API_KEY", relay = "VIDU_RELAY_API_KEY",
-}
-if not env_keys[provider] then
-  io.stderr:write("unknown provider '", provider, "' (fal, vidu, wavespeed, vtrix, relay)\n")
+local registry = require("vidu.providers")
+local entry = registry.get(provider)
+if not entry then
+  io.stderr:write("unknown provider '", provider, "' (", table.concat(registry.names, ", "), ")\n")
   os.exit(2)
 end
 
 local opts, stop = {}, function() end
 local base_url = os.getenv("VIDU_BASE_URL")
 if base_url then
-  opts.base_url, opts.api_key = base_url, os.getenv(env_keys[provider]) or "demo"
-elseif not os.getenv(env_keys[provider]) then
+  opts.base_url, opts.api_key = base_url, os.getenv(entry.env_key) or "demo"
+elseif not os.getenv(entry.env_key) then
   local emu = require("vidu.launch").start()
   opts.base_url, opts.api_key = emu.url, "demo"
   stop = function() emu:stop() end
-  print("no " .. env_keys[provider] .. " set: using the offline emulator at " .. opts.base_url)
+  print("no " .. entry.env_key .. " set: using the offline emulator at " .. opts.base_url)
 end
 if provider == "relay" and not opts.base_url then
   opts.base_url = os.getenv("VIDU_RELAY_BASE_URL")

@@ -22,7 +22,8 @@ local uploads = require("vidu.emulator.uploads")
 
 local M = {}
 
-M.PROVIDERS = { "fal", "vidu", "wavespeed", "vtrix", "relay" }
+-- The providers it emulates: the client's own registry (vidu.providers).
+M.PROVIDERS = require("vidu.providers").names
 
 --- Run-level defaults; a config file, the command line and POST /_emulator/config override them.
 M.DEFAULTS = {
