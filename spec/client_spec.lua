@@ -68,6 +68,30 @@ describe("vidu.client", function()
     assert.has_error(function() vidu.client(driver(), { api_key = KEY, base_url = "ftp://x" }) end)
   end)
 
+  it("raises at vidu.client for keys, URLs and timeouts that cannot be right", function()
+    -- { options, a plain substring of the message }; the key never in the message
+    local rows = {
+      { { api_key = KEY .. "\n" }, "control character" },
+      { { api_key = "sk two words" }, "space" },
+      { { api_key = KEY .. "\0" }, "control character" },
+      { { api_key = KEY, base_url = "http://127.0.0.1:1/a b" }, "without spaces" },
+      { { api_key = KEY, base_url = "http://127.0.0.1:1/\r\nX: y" }, "control characters" },
+      { { api_key = KEY, base_url = "https://user:secret-pw@relay.example/" }, "credentials" },
+      { { api_key = KEY, base_url = "https://token@relay.example" }, "credentials" },
+      { { api_key = KEY, timeout = -1 }, "timeout must be a number of seconds" },
+      { { api_key = KEY, timeout = 0 / 0 }, "timeout must be a number of seconds" },
+      { { api_key = KEY, connect_timeout = -5 }, "connect_timeout" },
+      { { api_key = KEY, download_timeout = math.huge }, "download_timeout" },
+    }
+    for i, row in ipairs(rows) do
+      local ok, err = pcall(vidu.client, driver(), row[1])
+      assert.is_false(ok, "row " .. i)
+      assert.truthy(tostring(err):find(row[2], 1, true), "row " .. i .. ": " .. tostring(err))
+      assert.falsy(tostring(err):find("secret-pw", 1, true))
+      assert.falsy(tostring(err):find(KEY, 1, true))
+    end
+  end)
+
   it("checks runtime options and passes provider options to the driver", function()
     assert.has_error(function() vidu.client(driver(), { api_key = KEY, timeout = "5" }) end)
     assert.has_error(function() vidu.client(driver(), { api_key = KEY, colour = "red" }) end)

@@ -108,18 +108,49 @@ describe("client:request", function()
     assert.is_true(log[2].time - log[1].time >= 1.0, "gap " .. (log[2].time - log[1].time))
   end)
 
-  it("gives up at once when Retry-After is longer than the cap", function()
+  it("waits the cap when Retry-After is longer, then tries again", function()
     local c = client_mod.new(test_driver(srv.url), {
-      api_key = KEY, scheduler = scheduler.new(), retry = { max_retry_after = 5 },
+      api_key = KEY, scheduler = scheduler.new(), retry = { max_retry_after = 0.3 },
+    })
+    srv:script("rl", { { status = 429, headers = { ["Retry-After"] = "100" },
+      json = { message = "slow down" } }, { status = 200, json = { ok = true } } })
+    local resp = assert(c:request{ path = "/s/rl" })
+    assert.is_true(resp.json.ok)
+    local log = srv:log("rl")
+    assert.are.equal(2, #log)
+    assert.is_true(log[2].time - log[1].time >= 0.3)
+  end)
+
+  it("gives up at once when Retry-After passes the request's deadline", function()
+    local s = scheduler.new()
+    local c = client_mod.new(test_driver(srv.url), {
+      api_key = KEY, scheduler = s, retry = { max_retry_after = 5 },
     })
     srv:script("rl", { { status = 429, headers = { ["Retry-After"] = "100" },
       json = { message = "slow down" } } })
     local t0 = core.now()
-    local _, err = c:request{ path = "/s/rl" }
+    local _, err = c:request{ path = "/s/rl", deadline = s:time() + 2 }
     assert.is_true(core.now() - t0 < 2)
-    assert.are.equal("rate_limited", err.kind)
-    assert.are.equal(100, err.retry_after)
+    assert.are.equal("timeout", err.kind)
+    assert.are.equal(429, err.status)
+    assert.are.equal("rate_limited", err.cause.kind)
+    assert.are.equal(100, err.cause.retry_after)
     assert.are.equal(1, #srv:log("rl"))
+  end)
+
+  it("cuts an attempt in flight at the deadline and sends none after it", function()
+    local s = scheduler.new()
+    local c = client_mod.new(test_driver(srv.url), { api_key = KEY, scheduler = s, timeout = 30 })
+    srv:script("slow", { { hang = true } })
+    local t0 = core.now()
+    local _, err = c:request{ path = "/s/slow", deadline = s:time() + 0.5 }
+    local took = core.now() - t0
+    assert.are.equal("timeout", err.kind)
+    assert.is_true(took < 5, "took " .. took)   -- not the 30 s request timeout, nor 5 of them
+    assert.are.equal(1, #srv:log("slow"))
+    local _, err2 = c:request{ path = "/s/slow", deadline = s:time() - 1 }
+    assert.are.equal("timeout", err2.kind)
+    assert.are.equal(1, #srv:log("slow"))
   end)
 
   it("never re-sends a POST after a reset once the request was read: uncertain", function()

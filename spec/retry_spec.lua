@@ -73,11 +73,12 @@ describe("vidu.retry", function()
       assert.is_nil(retry.delay_for(3, nil, p))
     end)
 
-    it("waits at least Retry-After, and gives up past max_retry_after", function()
+    it("waits at least Retry-After, and at most max_retry_after", function()
       local p = retry.policy{ base = 0.1, attempts = 5, max_retry_after = 60, jitter = "none" }
       assert.are.equal(7, retry.delay_for(1, { retry_after = 7 }, p))
       assert.are.equal(0.4, retry.delay_for(3, { retry_after = 0 }, p))
-      assert.is_nil(retry.delay_for(1, { retry_after = 61 }, p))
+      assert.are.equal(60, retry.delay_for(1, { retry_after = 61 }, p))
+      assert.is_nil(retry.delay_for(5, { retry_after = 1 }, p)) -- out of attempts
     end)
 
     it("rejects unknown options and jitter modes", function()

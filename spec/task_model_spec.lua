@@ -321,6 +321,28 @@ describe("against the emulator", function()
     end)
   end
 
+  it("keeps no echoed image in task.raw (Vidu's create answer sends the data: URI back)", function()
+    local task = assert(client_for("vidu"):submit{ image = IMAGE })
+    local echoed = task.raw.images[1]
+    assert.is_string(echoed)
+    assert.truthy(echoed:find("not kept", 1, true), echoed:sub(1, 80))
+    assert.is_true(#echoed < 100)
+  end)
+
+  it("redacts the key wherever a provider answer echoes it in task.raw", function()
+    local c = client_for("vidu")
+    local task = assert(c:submit{ image = "https://example.com/in.png",
+      payload = "token " .. KEY .. " inside" })
+    assert.are.equal("token *** inside", task.raw.payload)
+    assert.is_true((task:wait{ timeout = 30 }))
+    local function walk(v)
+      if type(v) == "string" then assert.falsy(v:find(KEY, 1, true), v) end
+      if type(v) == "table" then for _, x in pairs(v) do walk(x) end end
+    end
+    walk(task.raw)
+    walk(task.handle)
+  end)
+
   it("a handle of another provider raises", function()
     local task = assert(client_for("vidu"):submit{ image = "https://example.com/in.png" })
     assert.has_error(function() client_for("relay"):task(task.handle) end)

@@ -213,6 +213,31 @@ describe("task", function()
     assert.are.equal(0, #srv:log("cancel"))
   end)
 
+  it("wait's timeout is a deadline: hanging polls are cut, whatever their own timeout", function()
+    local c = client_mod.new(test_driver(srv.url, true), {
+      api_key = KEY, scheduler = sched, timeout = 30, retry = { base = 0.01, cap = 0.05 },
+    })
+    srv:script("poll", { { hang = true } })
+    local task = assert(c:submit{ prompt = "p" })
+    local t0 = sched:time()
+    local ok, err = task:wait{ timeout = 1 }
+    local took = sched:time() - t0
+    assert.is_nil(ok)
+    assert.are.equal("timeout", err.kind)
+    assert.are.equal("task-1", err.task_id)
+    assert.matches("did not finish within 1 s", err.message)
+    -- Within the timeout plus at most a second (not 5 attempts of a 30 s request timeout).
+    assert.is_true(took < 2.5, "took " .. took)
+    assert.is_true(took >= 1, "took " .. took)
+  end)
+
+  it("wait raises on a timeout that is negative or not a number", function()
+    local task = assert(client:submit{ prompt = "p" })
+    assert.has_error(function() task:wait{ timeout = -1 } end)
+    assert.has_error(function() task:wait{ timeout = 0 / 0 } end)
+    assert.has_error(function() task:wait{ timeout = "5" } end)
+  end)
+
   it("cancel_on_timeout cancels where the provider can", function()
     srv:script("poll", { { json = { state = "running" } } })
     srv:script("cancel", { { status = 200, json = {} } })

@@ -199,6 +199,8 @@ describe("validate.check", function()
     { "vidu", { image = { data = 1 } }, "option 'image.data' must be a string" },
     { "vidu", { image = { name = "x.png" } }, "needs 'data'" },
     { "vidu", { image = URL, [1] = "positional" }, "unknown option '1'" },
+    { "fal", { image = URL, prompt = "x", hint = "a\r\nX-Evil: 1" }, "option 'hint' must not contain control characters" },
+    { "fal", { image = "spec/fixtures/png_640x360.png", prompt = "x", hint = "a\n" }, "sent as an HTTP header" },
   }
   for i, row in ipairs(raises) do
     it(string.format("%s raise #%d: %s", row[1], i, row[3]), function()

@@ -30,6 +30,10 @@ local RUNTIME = {
 
 local POLL_FIELDS = { first = true, max = true, factor = true, interval = true }
 
+-- The deadline of the call in progress in each coroutine (see Client:_within); the main
+-- thread's under MAIN on Lua 5.1, where coroutine.running() gives nil there.
+local MAIN = {}
+
 -- What client:submit's second argument and client:task's options may hold.
 local SUBMIT_OPTS = { on_event = true }
 
@@ -95,6 +99,12 @@ function client_mod.new(name, opts)
     end
   end
   local pname = driver.name or tostring(name)
+  for _, k in ipairs({ "timeout", "connect_timeout", "download_timeout" }) do
+    local v = opts[k]
+    if v ~= nil and (v ~= v or v < 0 or v == math.huge) then
+      error("vidu.client: option " .. k .. " must be a number of seconds >= 0", 2)
+    end
+  end
 
   local key = opts.api_key
   if key == nil and driver.env_key then key = os.getenv(driver.env_key) end
@@ -103,13 +113,22 @@ function client_mod.new(name, opts)
       " (against the emulator any non-empty key works)", pname,
       tostring(driver.env_key or "the provider's key variable")), 2)
   end
+  -- It goes into a header: a space, CR, LF or NUL would break it (or smuggle another one).
+  if key:find("[%s%c]") then
+    error(string.format("vidu.client(%q): the API key contains a space or control character" ..
+      " (a stray newline from a file?)", pname), 2)
+  end
 
   local base_url = opts.base_url or driver.default_base_url
   if not base_url then
     error(string.format("vidu.client(%q): base_url is required for this provider", pname), 2)
   end
-  if not url.origin(base_url) then
-    error("vidu.client: base_url must be an http(s) URL: " .. base_url, 2)
+  if not url.is_url(base_url) then
+    error("vidu.client: base_url must be an http(s) URL without spaces or control characters", 2)
+  end
+  if url.userinfo(base_url) then
+    -- The provider's own Authorization header replaces it, and it would end up in logs.
+    error("vidu.client: base_url must not carry credentials (user:password@); pass api_key", 2)
   end
   base_url = url.trim_slash(base_url)
 
@@ -151,6 +170,7 @@ function client_mod.new(name, opts)
     max_connections = max_connections,
     scheduler = opts.scheduler or scheduler.default(),
     on_event = opts.on_event,
+    _deadlines = setmetatable({}, { __mode = "k" }),
   }, Client)
   secrets[self] = key
   -- The request path, with this client's driver hooks and settings bound once.
@@ -201,9 +221,24 @@ function Client:_emit(kind, task, extra, own)
 end
 
 --- Performs one HTTP request with retries (see vidu.http and the driver contract).
--- Returns resp = { status, headers, body, json, url, time } | nil, err.
+-- Returns resp = { status, headers, body, json, url, time } | nil, err. Inside a call made
+-- with Client:_within (a wait's poll, say), the call's deadline bounds it.
 function Client:request(spec)
-  return self._http:request(spec)
+  return self._http:request(spec, self._deadlines[coroutine.running() or MAIN])
+end
+
+-- Runs fn(...) with every request this coroutine makes bounded by `deadline` (the
+-- scheduler's clock; the tighter one wins when calls nest), whatever driver makes them.
+-- Returns fn's results. (No pcall: it could not yield on Lua 5.1. A driver that raises
+-- leaves the entry to its coroutine, which is collected with it.)
+function Client:_within(deadline, fn, ...)
+  if not deadline then return fn(...) end
+  local co = coroutine.running() or MAIN
+  local prev = self._deadlines[co]
+  if not prev or deadline < prev then self._deadlines[co] = deadline end
+  local a, b, c = fn(...)
+  self._deadlines[co] = prev
+  return a, b, c
 end
 
 -- opts of submit and task: a table with on_event (a function), or nil.

@@ -20,7 +20,7 @@ local SPEC = {
   method = true, url = true, path = true, json = true, body = true, body_file = true,
   headers = true, idempotent = true, auth = true, output = true, timeout = true,
   connect_timeout = true, on_progress = true, max_response = true, attempts = true,
-  expect_json = true,
+  expect_json = true, deadline = true,
 }
 
 -- RFC 9110 idempotent methods; POST and PATCH are not.
@@ -174,9 +174,25 @@ function Requester:_transfer_error(item, method, url, uncertain)
   }
 end
 
+-- The error of a request whose deadline passed before it could (again) be sent.
+function Requester:_deadline_error(method, url, last)
+  local err = errors.new{
+    kind = "timeout", provider = self.provider, retryable = true, url = url,
+    message = string.format("%s %s: the deadline passed", method, url),
+  }
+  if last then
+    err.status, err.code, err.cause = last.status, last.code, last
+    err.message = err.message .. " (last attempt: " .. tostring(last.message) .. ")"
+  end
+  return err
+end
+
 --- Performs a request (see the README's driver contract for the spec). Returns
--- resp = { status, headers, body, json, url, time } | nil, err.
-function Requester:request(spec)
+-- resp = { status, headers, body, json, url, time } | nil, err. spec.deadline (the
+-- scheduler's clock; or `deadline`, the caller's) bounds the whole call, retries and their
+-- waits included: each attempt's timeout is cut to what is left, and no retry starts or
+-- waits past it.
+function Requester:request(spec, deadline)
   if type(spec) ~= "table" then error("client:request expects a table", 3) end
   for k in pairs(spec) do
     if not SPEC[k] then error("client:request: unknown option " .. tostring(k), 3) end
@@ -240,10 +256,16 @@ function Requester:request(spec)
 
   local policy = self.policy
   if spec.attempts then policy = retry.policy{ attempts = spec.attempts } end
+  deadline = spec.deadline or deadline
   local slots = self:_slots(origin)
   local attempt = 0
   while true do
     attempt = attempt + 1
+    if deadline then
+      local left = deadline - sched:time()
+      if left <= 0 then return nil, self:_deadline_error(method, url) end
+      req.timeout = (timeout and timeout > 0 and timeout < left) and timeout or left
+    end
     slots:acquire()
     self.requests = self.requests + 1
     local item = sched:transfer(req, on_tick and { on_tick = on_tick } or nil)
@@ -277,6 +299,9 @@ function Requester:request(spec)
     if not again then return nil, err end
     local delay = retry.delay_for(attempt, err, policy)
     if not delay then return nil, err end
+    if deadline and sched:time() + delay >= deadline then
+      return nil, errors.redact(self:_deadline_error(method, url, err), key)
+    end
     self.retries = self.retries + 1
     sched:sleep(delay)
   end

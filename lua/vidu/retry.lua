@@ -2,7 +2,8 @@
 --
 -- Backoff is exponential with jitter, so a thousand clients that failed together do not come
 -- back together. A server's Retry-After is honoured (never retried earlier than asked) up to a
--- cap; when the server asks for more than the cap we give up instead of waiting for minutes.
+-- cap: when the server asks for more, we wait the cap and try again (a wait's deadline, when
+-- there is one, still ends it).
 local retry = {}
 
 --- Defaults: `attempts` is the total number of tries (1 = no retry); delays in seconds.
@@ -10,7 +11,7 @@ retry.defaults = {
   attempts = 5,          -- total tries per request
   base = 0.5,            -- first backoff step
   cap = 30,              -- no backoff step is longer than this
-  max_retry_after = 120, -- longest Retry-After we agree to wait; more -> give up
+  max_retry_after = 120, -- longest Retry-After we wait; more -> wait this long, then try
   jitter = "equal",      -- "equal" (half fixed, half random), "full" (0..step) or "none"
 }
 
@@ -95,9 +96,9 @@ function retry.parse_retry_after(value, now)
 end
 
 --- Seconds to wait before attempt `attempt + 1`, after attempt number `attempt` (1-based)
--- failed with `err`; nil means "do not retry" (out of attempts, or the server's Retry-After
--- is longer than policy.max_retry_after). The backoff step is min(cap, base * 2^(attempt-1));
--- a Retry-After raises the delay to at least what the server asked.
+-- failed with `err`; nil means "do not retry" (out of attempts). The backoff step is
+-- min(cap, base * 2^(attempt-1)); a Retry-After raises the delay to what the server asked,
+-- at most policy.max_retry_after.
 function retry.delay_for(attempt, err, policy)
   policy = policy or DEFAULT
   if attempt >= policy.attempts then return nil end
@@ -114,7 +115,7 @@ function retry.delay_for(attempt, err, policy)
   end
   local after = type(err) == "table" and err.retry_after or nil
   if after then
-    if after > policy.max_retry_after then return nil end
+    if after > policy.max_retry_after then after = policy.max_retry_after end
     if after > delay then delay = after end
   end
   return delay

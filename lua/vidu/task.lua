@@ -33,6 +33,9 @@ local POLL_FIELDS = { first = true, max = true, factor = true, interval = true }
 -- Polls in a row that may fail with a retryable error (each after client:request's own
 -- retries) before task:wait gives up.
 local MAX_POLL_FAILURES = 3
+-- What a wait with a timeout may run past it: the requests in flight at the deadline (the
+-- last look included) are cut this long after it, so wait returns within timeout + 1 s.
+local GRACE = 0.9
 
 --- Makes a task from a driver's handle (submit's or attach's answer: id plus whatever the
 -- provider needs to find the task again). The task starts "queued"; the caller applies the
@@ -67,6 +70,29 @@ end
 --- True when the task has finished (succeeded, failed or canceled).
 function Task:done()
   return TERMINAL[self.status] == true
+end
+
+-- Echoed inputs longer than this (a data: URI of the image a submit answer sends back) are
+-- not kept on the task: task.raw is for reading what the provider said, not a second copy
+-- of the image per task.
+local ECHO_MAX = 1024
+
+-- Cleans a provider answer in place before it is kept as task.raw: any string holding the
+-- key is redacted (a provider may echo what it was sent), long data: URIs are dropped.
+local function scrub(v, key, depth)
+  if depth > 32 then return v end
+  for k, x in pairs(v) do
+    if type(x) == "string" then
+      if #x > ECHO_MAX and x:sub(1, 5) == "data:" then
+        v[k] = string.format("data:... (%d bytes, not kept)", #x)
+      elseif key and x:find(key, 1, true) then
+        v[k] = (x:gsub(key:gsub("%p", "%%%0"), "***"))
+      end
+    elseif type(x) == "table" then
+      scrub(x, key, depth + 1)
+    end
+  end
+  return v
 end
 
 -- What on_update cares about, to tell whether an observation changed anything.
@@ -126,7 +152,10 @@ function Task:apply(obs)
   if new ~= nil and ORDER[new] < ORDER[self.status] then return false end
 
   local before = snapshot(self)
-  if obs.raw ~= nil then self.raw = obs.raw end
+  if type(obs.raw) == "table" then
+    local key = self.client:_key()
+    self.raw = scrub(obs.raw, key and #key >= 4 and key or nil, 0)
+  end
   if obs.video_url ~= nil then self.video_url = obs.video_url end
   if obs.cover_url ~= nil then self.cover_url = obs.cover_url end
   if obs.cost ~= nil then self.cost = obs.cost end
@@ -172,9 +201,10 @@ function Task:_answer(ok, err)
 end
 
 --- Polls the provider once and applies what it says: true, changed | nil, err.
-function Task:refresh()
+-- ctx: { deadline } on the scheduler's clock, which cuts the poll's requests.
+function Task:refresh(ctx)
   local client = self.client
-  local obs, err = client.driver.poll(client, self)
+  local obs, err = client:_within(ctx and ctx.deadline, client.driver.poll, client, self)
   if not obs then return self:_answer(nil, err) end
   return true, self:apply(obs)
 end
@@ -213,8 +243,9 @@ function Task:wait(opts)
   if opts.on_update ~= nil and type(opts.on_update) ~= "function" then
     error("task:wait: on_update must be a function", 2)
   end
-  if opts.timeout ~= nil and type(opts.timeout) ~= "number" then
-    error("task:wait: timeout must be a number of seconds", 2)
+  local timeout = opts.timeout
+  if timeout ~= nil and (type(timeout) ~= "number" or timeout ~= timeout or timeout < 0) then
+    error("task:wait: timeout must be a number of seconds >= 0", 2)
   end
   local client = self.client
   local first, max, factor = client.poll.first, client.poll.max, client.poll.factor
@@ -235,7 +266,8 @@ function Task:wait(opts)
 
   local sched = client.scheduler
   local pace = client.pace
-  local deadline = opts.timeout and sched:time() + opts.timeout
+  local deadline = timeout and sched:time() + timeout
+  local ctx = deadline and { deadline = deadline + GRACE } or nil
   local on_update = opts.on_update
   local failures, overdue = 0, 0
   -- `gap` follows the schedule; the first poll counts from the submit, so a wait that
@@ -256,7 +288,8 @@ function Task:wait(opts)
       end
       if at <= now or sched:sleep(at - now, pace.event) == "timer" then break end
     end
-    local ok, res = self:refresh()
+    local ok, res = self:refresh(ctx)
+    if deadline and sched:time() >= deadline then last = true end
     if ok then
       failures = 0
     else
@@ -264,9 +297,9 @@ function Task:wait(opts)
       -- retries should not end a wait of many minutes: a retryable error is given a few
       -- more scheduled polls before it ends the wait.
       failures = failures + 1
-      if not (errors.is(res) and res.retryable) or failures >= MAX_POLL_FAILURES or last then
-        return nil, res
-      end
+      local retryable = errors.is(res) and res.retryable
+      if last and retryable then return self:_timed_out(opts, ctx, res) end
+      if not retryable or failures >= MAX_POLL_FAILURES then return nil, res end
     end
     if ok and res and on_update then on_update(self) end
     if self:done() then
@@ -275,7 +308,7 @@ function Task:wait(opts)
       end
       return self:_outcome()
     end
-    if last then return self:_timed_out(opts) end
+    if last then return self:_timed_out(opts, ctx) end
     if pace.estimate and sched:time() - self.started_at >= pace.estimate then
       overdue = overdue + 1
     end
@@ -290,14 +323,16 @@ function Task:wait(opts)
   end
 end
 
-function Task:_timed_out(opts)
+function Task:_timed_out(opts, ctx, cause)
   local err = errors.new{
     kind = "timeout", provider = self.provider, task_id = self.id, retryable = true,
+    cause = cause,
     message = string.format("the task did not finish within %g s (status %s)",
       opts.timeout, tostring(self.status)),
   }
+  if cause then err.message = err.message .. "; the last poll failed: " .. tostring(cause.message) end
   if opts.cancel_on_timeout then
-    local ok, cerr = self:cancel()
+    local ok, cerr = self:cancel(ctx)
     if ok then
       err.message = err.message .. "; it was canceled"
     else
@@ -315,7 +350,8 @@ end
 --- Asks the provider to cancel the task: true | nil, err (kind "unsupported" when the
 -- provider has no cancel). A provider that confirms at once ends the task "canceled"; the
 -- others say so on the next poll (a failure reported after a cancel counts as canceled).
-function Task:cancel()
+-- ctx: { deadline } (task:wait's cancel_on_timeout passes its own).
+function Task:cancel(ctx)
   local client = self.client
   local cancel = client.driver.cancel
   if not cancel then
@@ -324,7 +360,7 @@ function Task:cancel()
       message = tostring(self.provider) .. " offers no way to cancel a task",
     }
   end
-  local ok, err = cancel(client, self)
+  local ok, err = client:_within(ctx and ctx.deadline, cancel, client, self)
   if not ok then return self:_answer(nil, err) end
   self.cancel_requested = true
   if type(ok) == "table" then self:apply(ok) end

@@ -17,6 +17,12 @@ function url.origin(s)
   return o and o:lower() or nil
 end
 
+--- True when an absolute URL carries credentials (scheme://user[:password]@host).
+function url.userinfo(s)
+  local authority = type(s) == "string" and s:match("^%a[%w+.-]*://([^/?#]*)")
+  return authority ~= nil and authority:find("@", 1, true) ~= nil
+end
+
 --- Joins a base URL and a path with exactly one slash between them.
 function url.join(base, path)
   if path == "" then return base end

@@ -224,6 +224,15 @@ function validate.check(provider, params)
     error(string.format("vidu %s: submit expects a table of parameters, got %s", name,
       type(params)), 0)
   end
+  -- Values that travel in a header: a CR, LF or NUL would smuggle another header in. That is
+  -- no value a provider could refuse, it is a mistake: it raises, before any upload.
+  for k, rule in pairs(rules.fields) do
+    local v = params[k]
+    if rule.header and type(v) == "string" and v:find("[%c]") then
+      error(string.format("vidu %s: option '%s' must not contain control characters (CR, LF," ..
+        " NUL): it is sent as an HTTP header", name, k), 0)
+    end
+  end
   -- Names and types first: these raise, whatever the values.
   for k, v in pairs(params) do
     local rule = type(k) == "string" and rules.fields[k]

@@ -51,7 +51,7 @@ fal.rules = fields.rules({
   { "priority", { t = "string", enum = { "normal", "low" } } },
   -- fal's docs: must be above 0.1 s (the Python client asks for more than 1 s).
   { "start_timeout", { t = "number", above = 0.1 } },
-  { "hint", { t = "string", text = true, nonempty = true } },
+  { "hint", { t = "string", text = true, nonempty = true, header = true } },
   { "upload", F.upload }, { "image", F.image },
 }, nil, {
   name = "fal", prompt_max = 1500, default_model = fal.default_model,
