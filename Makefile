@@ -99,3 +99,18 @@ lint: deps
 
 clean:
 	rm -rf build
+
+# Run from a checkout. `eval "$(make -s env)"` builds the core if needed (its output goes to
+# stderr) and prints the shell lines that put this checkout's lua/, its core for $(LUA) and bin/
+# first on LUA_PATH, LUA_CPATH and PATH; then any script runs from anywhere:
+# `lua5.4 examples/demo.lua`. `make run ARGS='script.lua args'` runs one script the same way.
+.PHONY: env run
+env:
+	@$(MAKE) -s --no-print-directory LUA=$(LUA) $(CORE) >&2
+	@echo "export LUA_PATH='$(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;'\"\$${LUA_PATH:-;}\""
+	@echo "export LUA_CPATH='$(CURDIR)/$(BUILD)/?.so;'\"\$${LUA_CPATH:-;}\""
+	@echo "export PATH='$(CURDIR)/bin:'\"\$$PATH\""
+	@echo "export VIDU_LUA='$(LUA)'"
+
+run: $(CORE)
+	$(RUN_ENV) $(LUA) $(ARGS)
