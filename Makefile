@@ -114,3 +114,21 @@ env:
 
 run: $(CORE)
 	$(RUN_ENV) $(LUA) $(ARGS)
+
+# The API reference: `make doc` writes build/doc/index.html from the LDoc comments of lua/
+# (config.ld), with Debian's lua-ldoc, installed here when missing. `make doc-check` fails on a
+# public function without a doc comment, naming each (file:line: name); see .ci/doc-check.lua.
+.PHONY: doc doc-check
+doc:
+	@dpkg-query -W -f='$${Status}' lua-ldoc 2>/dev/null | grep -q "ok installed" || { \
+		echo "make doc: installing lua-ldoc"; \
+		SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+		$$SUDO apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends lua-ldoc; \
+	} || exit 1
+	rm -rf build/doc
+	ldoc .
+	@test -f build/doc/index.html && echo "make doc: build/doc/index.html"
+
+doc-check: deps
+	$(LUA) .ci/doc-check.lua lua
