@@ -65,12 +65,22 @@ describe("running from a checkout", function()
       ROOT .. "/build/" .. LUA .. "/?.so;/elsewhere/?.so\n", out)
   end)
 
-  it("runs the demo from another directory after the env eval (image -> MP4, emulator)", function()
-    local out, code = capture(bare(dir, ENV .. " && " .. LUA .. " " .. q(ROOT .. "/examples/demo.lua")))
+  it("the README gives the commands these specs run", function()
+    local readme = util.read_file("README.md")
+    for _, cmd in ipairs({ 'eval "$(make -s env)"', "lua5.4 examples/demo.lua vidu my.jpg out/mine.mp4",
+      "make run ARGS='script.lua args'" }) do
+      assert.truthy(readme:find(cmd, 1, true), "README lacks: " .. cmd)
+    end
+  end)
+
+  it("runs the demo on your own image from another directory after the env eval", function()
+    util.write_file(dir .. "/my.jpg", util.read_file("spec/fixtures/jpeg_640x360.jpg"))
+    local out, code = capture(bare(dir, ENV .. " && " .. LUA .. " " .. q(ROOT .. "/examples/demo.lua") ..
+      " vidu my.jpg out/mine.mp4"))
     assert.are.equal(0, code, out)
     assert.matches("using the offline emulator at http://127%.0%.0%.1:%d+", out)
-    assert.matches("saved out/demo%-vidu%.mp4", out)
-    local mp4 = util.read_file(dir .. "/out/demo-vidu.mp4")
+    assert.matches("saved out/mine%.mp4", out)
+    local mp4 = util.read_file(dir .. "/out/mine.mp4")
     assert.are.equal("ftyp", mp4:sub(5, 8))
   end)
 
