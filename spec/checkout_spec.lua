@@ -36,8 +36,21 @@ end
 local function remove(dir) os.execute("rm -rf " .. q(dir)) end
 
 local ENV = 'eval "$(make -s -C ' .. q(ROOT) .. " env LUA=" .. LUA .. ')"'
-local WHERE = [[-e "print(package.searchpath('vidu', package.path));]] ..
-  [[print(package.searchpath('vidu.core', package.cpath))"]]
+-- A script printing the files `vidu` and `vidu.core` load from, then its arguments (Lua 5.1
+-- has no package.searchpath).
+local WHERE = [[
+local function find(name, path)
+  name = name:gsub("%.", "/")
+  for template in path:gmatch("[^;]+") do
+    local file = template:gsub("%?", name)
+    local f = io.open(file, "rb")
+    if f then f:close() return file end
+  end
+end
+print(find("vidu", package.path))
+print(find("vidu.core", package.cpath))
+if select("#", ...) > 0 then print(...) end
+]]
 
 describe("running from a checkout", function()
   local dir
@@ -45,7 +58,8 @@ describe("running from a checkout", function()
   after_each(function() remove(dir) end)
 
   it("eval \"$(make -s env)\" puts the checkout's lua/, core and bin/ first, from anywhere", function()
-    local out, code = capture(bare(dir, ENV .. " && " .. LUA .. " " .. WHERE ..
+    util.write_file(dir .. "/where.lua", WHERE)
+    local out, code = capture(bare(dir, ENV .. " && " .. LUA .. " where.lua" ..
       " && command -v vidu-emulator && echo \"VIDU_LUA=$VIDU_LUA\""))
     assert.are.equal(0, code, out)
     assert.are.equal(table.concat({
@@ -86,8 +100,7 @@ describe("running from a checkout", function()
 
   it("make run ARGS='script args' runs a script with the checkout's paths", function()
     local script = dir .. "/where.lua"
-    util.write_file(script, "print(package.searchpath('vidu', package.path))\n" ..
-      "print(package.searchpath('vidu.core', package.cpath))\nprint(...)\n")
+    util.write_file(script, WHERE)
     local out, code = capture(bare(dir, "make -s -C " .. q(ROOT) .. " run LUA=" .. LUA ..
       " ARGS=" .. q(q(script) .. " one two")))
     assert.are.equal(0, code, out)

@@ -110,8 +110,16 @@ describe("the rock, installed with luarocks", function()
 
     util.write_file(home .. "/elsewhere/generate.lua", [[
 local vidu = require("vidu")
-print(package.searchpath("vidu", package.path))
-print(package.searchpath("vidu.core", package.cpath))
+local function find(name, path) -- (Lua 5.1 has no package.searchpath)
+  name = name:gsub("%.", "/")
+  for template in path:gmatch("[^;]+") do
+    local file = template:gsub("%?", name)
+    local f = io.open(file, "rb")
+    if f then f:close() return file end
+  end
+end
+print(find("vidu", package.path))
+print(find("vidu.core", package.cpath))
 local emu = require("vidu.emulator.launch").start{ config = { polls = 1, ffmpeg = false } }
 local ok, err = pcall(vidu.run, function()
   local client = vidu.client("vidu", { api_key = "any", base_url = emu.url, poll = { first = 0.2 } })
