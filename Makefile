@@ -99,3 +99,36 @@ lint: deps
 
 clean:
 	rm -rf build
+
+# Run from a checkout. `eval "$(make -s env)"` builds the core if needed (its output goes to
+# stderr) and prints the shell lines that put this checkout's lua/, its core for $(LUA) and bin/
+# first on LUA_PATH, LUA_CPATH and PATH; then any script runs from anywhere:
+# `lua5.4 examples/demo.lua`. `make run ARGS='script.lua args'` runs one script the same way.
+.PHONY: env run
+env:
+	@$(MAKE) -s --no-print-directory LUA=$(LUA) $(CORE) >&2
+	@echo "export LUA_PATH='$(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;'\"\$${LUA_PATH:-;}\""
+	@echo "export LUA_CPATH='$(CURDIR)/$(BUILD)/?.so;'\"\$${LUA_CPATH:-;}\""
+	@echo "export PATH='$(CURDIR)/bin:'\"\$$PATH\""
+	@echo "export VIDU_LUA='$(LUA)'"
+
+run: $(CORE)
+	$(RUN_ENV) $(LUA) $(ARGS)
+
+# The API reference: `make doc` writes build/doc/index.html from the LDoc comments of lua/
+# (config.ld), with Debian's lua-ldoc, installed here when missing. `make doc-check` fails on a
+# public function without a doc comment, naming each (file:line: name); see .ci/doc-check.lua.
+.PHONY: doc doc-check
+doc:
+	@dpkg-query -W -f='$${Status}' lua-ldoc 2>/dev/null | grep -q "ok installed" || { \
+		echo "make doc: installing lua-ldoc"; \
+		SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+		$$SUDO apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends lua-ldoc; \
+	} || exit 1
+	rm -rf build/doc
+	ldoc .
+	@test -f build/doc/index.html && echo "make doc: build/doc/index.html"
+
+doc-check: deps
+	$(LUA) .ci/doc-check.lua lua

@@ -21,11 +21,19 @@ Ships bin/vidu-emulator, an offline emulator of all five providers' wire contrac
 dependencies = {
   "lua >= 5.1, < 5.5",
   "lua-cjson",
+  "luv", -- bin/vidu-emulator and vidu.emulator (the library itself does not load it)
 }
 
 test_dependencies = {
   "busted",
-  "luv",
+}
+
+-- libcurl's header and library. Debian and Ubuntu keep the header in the multiarch include
+-- directory, which luarocks does not search: pass CURL_INCDIR=/usr/include/$(gcc -print-multiarch)
+-- there (the README's command does). Elsewhere CURL_DIR=<prefix> when libcurl is not under
+-- /usr or /usr/local.
+external_dependencies = {
+  CURL = { header = "curl/curl.h", library = "curl" },
 }
 
 build = {
@@ -34,8 +42,10 @@ build = {
     ["vidu.core"] = {
       sources = { "csrc/b64.c", "csrc/core.c", "csrc/engine.c", "csrc/image.c", "csrc/util.c" },
       defines = { "_POSIX_C_SOURCE=200809L" },
-      -- libcurl's headers and library from the system's default paths (Debian: multiarch)
+      -- libcurl's headers and library, where external_dependencies found them
       libraries = { "curl" },
+      incdirs = { "$(CURL_INCDIR)" },
+      libdirs = { "$(CURL_LIBDIR)" },
     },
     ["vidu.client"] = "lua/vidu/client.lua",
     ["vidu.emulator.client"] = "lua/vidu/emulator/client.lua",

@@ -91,11 +91,14 @@ function launch.start_server(cmd, what)
 end
 
 -- The emulator script of this source tree (lua/vidu/emulator/ -> bin/), or nil when this
--- module was installed elsewhere (a rock puts `vidu-emulator` on the PATH instead).
+-- module was installed elsewhere (a rock puts `vidu-emulator` on the PATH instead). A module
+-- loaded by the relative path lua/vidu/emulator/... is in the tree of the current directory.
 local function tree_script()
   local src = debug.getinfo(1, "S").source
   local dir = src:match("^@(.*)/lua/vidu/emulator/[^/]*$")
-  local path = (dir or ".") .. "/bin/vidu-emulator"
+  if not dir and src:match("^@lua/vidu/emulator/[^/]*$") then dir = "." end
+  if not dir then return nil end
+  local path = dir .. "/bin/vidu-emulator"
   local f = io.open(path, "rb")
   if not f then return nil end
   f:close()

@@ -49,6 +49,7 @@ local function log_view(entries)
   return out
 end
 
+--- Answers a request under /_emulator/ (reset, config, next, tasks, faults, log, webhooks, health).
 function M.handle(app, req, res)
   local path, method = req.path, req.method
   local body, err = body_table(req)

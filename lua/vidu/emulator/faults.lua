@@ -18,10 +18,12 @@ M.__index = M
 M.KINDS = { status = true, reset_before = true, reset_after = true, hang = true, latency = true,
   truncate = true, malformed_json = true, html_502 = true }
 
+--- A new, empty fault queue; `seed` drives the probability draws (default 1).
 function M.new(seed)
   return setmetatable({ rules = {}, n = 0, seed = seed or 1 }, M)
 end
 
+--- Drops every queued fault.
 function M:clear()
   self.rules = {}
 end

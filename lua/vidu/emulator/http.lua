@@ -102,8 +102,7 @@ local function build_head(status, headers, extra)
   return concat(parts, "", 1, n + 1)
 end
 
----------------------------------------------------------------------------------------------------
--- Connections
+-- Connections ====================================================================================
 
 local Conn = {}
 Conn.__index = Conn
@@ -145,7 +144,7 @@ local function take(c, n)
   return out
 end
 
--- Mark the connection dead and forget it (the server's count included); the socket is the
+--- Mark the connection dead and forget it (the server's count included); the socket is the
 -- caller's to close, gently or with a reset.
 function Conn:detach()
   self.closed = true
@@ -158,18 +157,20 @@ function Conn:detach()
   end
 end
 
+--- Detaches the connection and closes its socket (once).
 function Conn:close()
   if self.closed then return end
   self:detach()
   if not self.tcp:is_closing() then self.tcp:close() end
 end
 
+--- Writes bytes to the socket as they are, unless the connection is closed.
 function Conn:send_raw(data)
   if self.closed then return end
   self.tcp:write(data)
 end
 
--- Answer a request the parser could not accept, then close.
+--- Answer a request the parser could not accept, then close.
 function Conn:fail(status, message)
   local body = message .. "\n"
   self:send_raw(build_head(status, { ["Content-Type"] = "text/plain" },
@@ -178,7 +179,7 @@ function Conn:fail(status, message)
   self.tcp:shutdown(function() self:close() end)
 end
 
--- Parse the request head in `head` (request line + header lines, no final blank line).
+--- Parse the request head in `head` (request line + header lines, no final blank line).
 function Conn:parse_head(head)
   local e = find(head, "\r\n", 1, true)
   local line = e and sub(head, 1, e - 1) or head
@@ -223,7 +224,7 @@ function Conn:parse_head(head)
   return req
 end
 
--- Run the parser over what is buffered; hands complete requests to the handler one at a time.
+--- Run the parser over what is buffered; hands complete requests to the handler one at a time.
 function Conn:process()
   if self.in_process then return end
   self.in_process = true
@@ -323,6 +324,8 @@ function Conn:process()
   if self.eof and not self.closed and self.state == "head" then self:close() end
 end
 
+--- Hands one parsed request to the server's handler with a fresh response; a handler error
+-- answers 500 (or resets a response already started).
 function Conn:dispatch(req)
   local srv = self.server
   srv.requests = srv.requests + 1
@@ -344,7 +347,7 @@ function Conn:dispatch(req)
   end
 end
 
--- Called when a response is complete: keep the connection for the next request or close it.
+--- Called when a response is complete: keep the connection for the next request or close it.
 function Conn:done(res)
   if self.res == res then self.res = nil end
   if self.closed then return end
@@ -359,10 +362,9 @@ function Conn:done(res)
   end
 end
 
----------------------------------------------------------------------------------------------------
--- Responses
+-- Responses ======================================================================================
 
--- Head extras the server adds: Date, Connection, framing.
+--- Head extras the server adds: Date, Connection, framing.
 function Response:extras(framing)
   local ex = { "Date: ", http_date(), "\r\n" }
   if framing then
@@ -526,12 +528,12 @@ function M.send_file(req, res, path, headers)
   return M.send_bytes(req, res, headers, data)
 end
 
----------------------------------------------------------------------------------------------------
--- Server
+-- Server =========================================================================================
 
 local Server = {}
 Server.__index = Server
 
+--- Accepts one pending connection and starts reading requests from it.
 function Server:accept()
   local tcp = uv.new_tcp()
   local ok = self.tcp:accept(tcp)

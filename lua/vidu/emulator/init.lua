@@ -64,7 +64,7 @@ function App:new_id(style, n)
   return self.rng:hex(n or 32)
 end
 
--- Reset to a clean state with `cfg` over the start-up configuration.
+--- Reset to a clean state with `cfg` over the start-up configuration.
 function App:reset(cfg)
   self.config = merge_config(self.base_config, cfg)
   self.tasks:clear()
@@ -103,7 +103,7 @@ function App:provider_for(path)
   return nil
 end
 
--- An error answer in the shape of the provider that owns the path.
+--- An error answer in the shape of the provider that owns the path.
 function App:error_answer(res, path, status, message, extra_headers)
   local p = self:provider_for(path)
   local headers, body
@@ -121,6 +121,7 @@ end
 local Reply = {}
 Reply.__index = Reply
 
+--- Sends a whole answer, applying a reset_after, malformed_json or truncate fault.
 function Reply:send(status, headers, body)
   self.entry.status = status
   local f = self.fault
@@ -144,6 +145,7 @@ function Reply:send(status, headers, body)
   return res:send(status, headers, body)
 end
 
+--- Starts a streamed answer (a reset_after fault resets the connection instead).
 function Reply:stream(status, headers)
   self.entry.status = status
   if self.fault and self.fault.kind == "reset_after" then
@@ -153,25 +155,32 @@ function Reply:stream(status, headers)
   return self.res:stream(status, headers)
 end
 
+--- Writes a chunk of a streamed answer (nothing once the answer is done or reset).
 function Reply:write(chunk)
   if self.dead or self.res.done then return end
   return self.res:write(chunk)
 end
 
+--- Ends a streamed answer (a truncate fault closes the connection instead).
 function Reply:finish()
   if self.dead or self.res.done then return end
   if self.fault and self.fault.kind == "truncate" then return self.res:close_now() end
   return self.res:finish()
 end
 
+--- Resets the connection without an answer.
 function Reply:reset() return self.res:reset() end
+--- Never answers: keeps the connection open and silent.
 function Reply:hang() return self.res:hang() end
+--- Calls fn after ms milliseconds, unless the connection has gone.
 function Reply:after(ms, fn) return self.res:after(ms, fn) end
 
+--- True when the client has gone.
 function Reply:closed()
   return self.res.conn.closed
 end
 
+--- Routes a provider request: its handler, or the provider's own 404 or 405 answer.
 function App:dispatch(req, reply)
   local fn, caps = self.router:find(req.method, req.path)
   if fn then
@@ -183,7 +192,7 @@ function App:dispatch(req, reply)
   return self:error_answer(reply, req.path, 404, "not found: " .. req.path)
 end
 
--- Every request comes through here.
+--- Every request comes through here.
 function App:handle(req, res)
   if req.path:sub(1, 11) == "/_emulator/" then
     return control.handle(self, req, res)

@@ -10,6 +10,7 @@ function M.new(limit, body_limit)
     first = 1, last = 0 }, M)
 end
 
+--- Forgets every logged request.
 function M:clear()
   self.items, self.first, self.last = {}, 1, 0
 end

@@ -45,7 +45,7 @@ local function file_exists(path)
   return uv.fs_stat(path) ~= nil
 end
 
--- Start queued jobs while there is room.
+--- Start queued jobs while there is room.
 function M:pump()
   while self.running < self.max_jobs and #self.waiting > 0 do
     local job = table.remove(self.waiting, 1)
@@ -77,6 +77,8 @@ local function motion_filter(size, amp, dur)
     size, size, z, z, dur, dur)
 end
 
+--- Makes a job's video from its image (or a test pattern) and its cover with ffmpeg, then
+-- marks the job ready (the bundled files stand in when ffmpeg fails) and calls done().
 function M:run(job, done)
   local ff = self.ffmpeg
   local args = { "-nostdin", "-y", "-loglevel", "error" }
@@ -150,10 +152,12 @@ function M:when_ready(job, fn)
   job.waiters[#job.waiters + 1] = fn
 end
 
+--- The URL the video of `job` is served at.
 function M:video_url(job)
   return self.base_url .. "/media/v/" .. job.key .. ".mp4"
 end
 
+--- The URL the cover of `job` is served at.
 function M:cover_url(job)
   return self.base_url .. "/media/c/" .. job.key .. ".jpg"
 end
@@ -168,10 +172,13 @@ function M:reserve_upload(id, meta)
   self.uploads[id] = meta or {}
 end
 
+--- Upload `id` ({ bytes, content_type, name }, or a reserved slot's metadata until its
+-- bytes arrive), or nil.
 function M:upload(id)
   return self.uploads[id]
 end
 
+--- The URL upload `id` is served at (with its file name when given).
 function M:upload_url(id, name)
   return self.base_url .. "/media/u/" .. id .. (name and ("/" .. http.escape(name)) or "")
 end

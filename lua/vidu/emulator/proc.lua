@@ -51,8 +51,8 @@ function M.run(cmd, args, opts, cb)
   return true
 end
 
---- Is an executable on PATH? (checked once per name, synchronously; used at start-up)
 local found = {}
+--- Is an executable on PATH? (checked once per name, synchronously; used at start-up)
 function M.which(name)
   if found[name] == nil then
     local path = os.getenv("PATH") or "/usr/bin:/bin"

@@ -4,6 +4,7 @@
 local M = {}
 M.__index = M
 
+--- A new, empty router.
 function M.new()
   return setmetatable({ buckets = {}, any = {} }, M)
 end

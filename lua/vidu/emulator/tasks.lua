@@ -26,6 +26,7 @@ function M:clear()
   self.by_id, self.count, self.next_queue = {}, 0, {}
 end
 
+--- Stops the stage timers of `task`.
 function M:stop_timers(task)
   if task.timers then
     for i = 1, #task.timers do
@@ -76,6 +77,7 @@ function M:create(provider, fields, timed)
   return task
 end
 
+--- The task with this id, or nil.
 function M:get(id)
   return self.by_id[id]
 end
@@ -87,7 +89,7 @@ function M:owned(id, provider, key)
   return nil
 end
 
--- Timers at the stage boundaries for tasks that progress with time.
+--- Timers at the stage boundaries for tasks that progress with time.
 function M:schedule(task)
   self:stop_timers(task)
   if task.progress ~= "time" and not task.timed then return end

@@ -8,10 +8,12 @@ local util = require("vidu.emulator.util")
 local M = {}
 M.__index = M
 
+--- A webhook sender for `app`, with no deliveries yet.
 function M.new(app)
   return setmetatable({ app = app, deliveries = {}, active = {} }, M)
 end
 
+--- Stops pending retries and forgets every delivery.
 function M:clear()
   for tm in pairs(self.active) do
     if not tm:is_closing() then tm:close() end

@@ -184,6 +184,7 @@ local function signer(app, task)
   end
 end
 
+--- On a finished task with a fal_webhook: sends the signed callback.
 function P.on_change(app, task, _, new)
   if not task.callback_url or not (new == "succeeded" or new == "failed" or new == "moderated"
     or new == "canceled") then return end
@@ -200,6 +201,8 @@ function P.on_change(app, task, _, new)
     sign = sign.available() and signer(app, task) or nil }
 end
 
+--- Adds fal's routes (submit, status, status stream, result, cancel, storage upload, JWKS)
+-- to router r.
 function P.routes(app, r)
   r:add("POST", MODEL, function(req, res)
     local key = authorize(app, req, res)

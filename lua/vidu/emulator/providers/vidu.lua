@@ -53,6 +53,7 @@ function M.make(opts)
   local P = { name = opts.name }
   P.prefixes = opts.prefixes
 
+  --- Vidu's error shape (a relay's "new-api" shape for a 401): headers, body.
   function P.error_body(app, status, message, reason)
     if status == 401 and opts.auth_style == "newapi" then
       return { ["Content-Type"] = "application/json" }, json.encode({ error = {
@@ -283,6 +284,7 @@ function M.make(opts)
     end
   end
 
+  --- Sends the task's signed callback when it starts processing and when it finishes.
   function P.on_change(app, task, _, new)
     if not task.callback_url then return end
     local st = STATE[new]
@@ -293,6 +295,7 @@ function M.make(opts)
       sign = sign.available() and signer(app, task) or nil }
   end
 
+  --- Adds the img2video, creations, cancel and upload routes this provider has to router r.
   function P.routes(app, r)
     local base = opts.base
     r:add("POST", base .. "/img2video", function(req, res) return submit(app, req, res) end)

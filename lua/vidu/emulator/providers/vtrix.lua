@@ -20,6 +20,7 @@ local function error_json(code, message)
   return { message = message, error = { code = code, message = message, error_message = message } }
 end
 
+--- Vtrix's error shape: headers, body for an HTTP status and message (and its code).
 function P.error_body(_, status, message, code)
   if status == 503 then code = code or E_UNAVAILABLE end
   return { ["Content-Type"] = "application/json" }, json.encode(error_json(code or status,
@@ -128,12 +129,14 @@ local function task_json(app, task, stage)
   return t
 end
 
+--- Sends the task's callback on a final stage (completed or failed), when it has one.
 function P.on_change(app, task, _, new)
   if not task.callback_url or STATUS[new] == "in_progress" then return end
   app.webhooks:send{ provider = "vtrix", task_id = task.id, url = task.callback_url, event = STATUS[new],
     body = json.encode(task_json(app, task, new)), attempts = 4 }
 end
 
+--- Adds Vtrix's routes (generation submit and status) to router r.
 function P.routes(app, r)
   r:add("POST", "/model/v1/generation", function(req, res)
     local key = authorize(app, req, res)

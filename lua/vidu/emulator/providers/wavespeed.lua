@@ -19,6 +19,7 @@ local TASK_ERROR = { failed = "Task Execution Failed: video generation failed",
   moderated = "Content Moderation: the output was flagged by the content checker",
   canceled = "Task Failed: the task was cancelled" }
 
+--- WaveSpeed's error shape: headers, body for an HTTP status and message.
 function P.error_body(_, status, message)
   return { ["Content-Type"] = "application/json" },
     json.encode({ code = status, message = message or "error", data = json.null })
@@ -129,6 +130,7 @@ local function signer(app, task)
   end
 end
 
+--- On a finished task: answers the sync-mode requests waiting on it and sends its webhook.
 function P.on_change(app, task, _, new)
   local terminal = new == "succeeded" or new == "failed" or new == "moderated" or new == "canceled"
   if not terminal then return end
@@ -176,6 +178,7 @@ local function multipart_file(req)
   end
 end
 
+--- Adds WaveSpeed's routes (submit, result, webhook secret, media uploads) to router r.
 function P.routes(app, r)
   r:add("POST", "/api/v3/vidu/image-to-video-2.0", function(req, res)
     local key = authorize(app, req, res)
