@@ -5,7 +5,7 @@
 local cjson = require("cjson")
 local core = require("vidu.core")
 local util = require("support.util")
-local launch = require("vidu.emulator.launch")
+local launch = require("vidu.launch")
 
 local q = util.shell_quote
 local LUA = os.getenv("VIDU_LUA") or "lua5.4"

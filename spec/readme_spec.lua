@@ -4,9 +4,9 @@
 --   vidu.client (today client.new's), plus any provider driver's `options`; and, through
 --   the public API only, vidu.client raising for a wrongly typed value of each README option
 --   with a message naming it, never "unknown option";
--- * submit parameters: require("vidu.validate").PROVIDERS[p].fields (names), .models (names),
---   .default_model and .prompt_max; and, through the public API only, client:submit raising
---   for a wrongly typed value of each README parameter with a message naming it (nothing is
+-- * submit parameters: each driver's declared rules, require("vidu.providers").driver(p).rules:
+--   .fields (names), .models (names), .default_model and .prompt_max; and, through the public
+--   API only, client:submit raising for a wrongly typed value of each README parameter with a message naming it (nothing is
 --   sent: the check comes first);
 -- * error kinds: require("vidu.errors").kinds.
 local vidu = require("vidu")
@@ -132,7 +132,10 @@ end)
 
 describe("README: parameters table", function()
   local rows = table_rows("### Parameters, checked before anything is sent", "provider")
-  local PROVIDER_RULES = require("vidu.validate").PROVIDERS
+  local PROVIDER_RULES = {}
+  for _, p in ipairs(PROVIDERS) do
+    PROVIDER_RULES[p] = require("vidu.providers").driver(p).rules
+  end
 
   -- provider -> { params = {names}, models = {names}, prompt = n }
   local readme = {}
@@ -165,7 +168,7 @@ describe("README: parameters table", function()
     describe(p, function()
       it("lists exactly the parameters validate knows", function()
         local rules = PROVIDER_RULES[p]
-        assert.is_table(rules, "validate.PROVIDERS." .. p)
+        assert.is_table(rules, "the rules of driver " .. p)
         assert.are.same(sorted_keys(rules.fields), sorted(params_of(p)))
       end)
 

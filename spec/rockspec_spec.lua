@@ -120,7 +120,7 @@ local function find(name, path) -- (Lua 5.1 has no package.searchpath)
 end
 print(find("vidu", package.path))
 print(find("vidu.core", package.cpath))
-local emu = require("vidu.emulator.launch").start{ config = { polls = 1, ffmpeg = false } }
+local emu = require("vidu.launch").start{ config = { polls = 1, ffmpeg = false } }
 local ok, err = pcall(vidu.run, function()
   local client = vidu.client("vidu", { api_key = "any", base_url = emu.url, poll = { first = 0.2 } })
   local task = assert(client:submit{ image = arg[1], prompt = "The astronaut waved." })

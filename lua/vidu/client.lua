@@ -28,6 +28,9 @@ local RUNTIME = {
   max_connections = "number", scheduler = "table", on_event = "function",
 }
 
+--- The runtime's options, name -> Lua type (the README's Clients table is checked against it).
+client_mod.RUNTIME = RUNTIME
+
 local POLL_FIELDS = { first = true, max = true, factor = true, interval = true }
 
 -- The deadline of the call in progress in each coroutine (see Client:_within); the main

@@ -95,8 +95,8 @@ end
 -- loaded by the relative path lua/vidu/emulator/... is in the tree of the current directory.
 local function tree_script()
   local src = debug.getinfo(1, "S").source
-  local dir = src:match("^@(.*)/lua/vidu/emulator/[^/]*$")
-  if not dir and src:match("^@lua/vidu/emulator/[^/]*$") then dir = "." end
+  local dir = src:match("^@(.*)/lua/vidu/[^/]*$")
+  if not dir and src:match("^@lua/vidu/[^/]*$") then dir = "." end
   if not dir then return nil end
   local path = dir .. "/bin/vidu-emulator"
   local f = io.open(path, "rb")
