@@ -32,10 +32,12 @@ build = {
   type = "builtin",
   modules = {
     ["vidu.core"] = {
-      sources = { "csrc/b64.c", "csrc/core.c", "csrc/engine.c", "csrc/image.c", "csrc/util.c" },
+      sources = { "csrc/b64.c", "csrc/core.c", "csrc/crypto.c", "csrc/engine.c", "csrc/image.c",
+        "csrc/util.c" },
       defines = { "_POSIX_C_SOURCE=200809L" },
-      -- libcurl's headers and library from the system's default paths (Debian: multiarch)
-      libraries = { "curl" },
+      -- libcurl's and libcrypto's (OpenSSL) headers and libraries from the system's default
+      -- paths (Debian: multiarch; libcurl4-openssl-dev and libssl-dev)
+      libraries = { "curl", "crypto" },
     },
     ["vidu.client"] = "lua/vidu/client.lua",
     ["vidu.emulator.client"] = "lua/vidu/emulator/client.lua",
