@@ -80,6 +80,7 @@ build = {
     ["vidu.scheduler"] = "lua/vidu/scheduler.lua",
     ["vidu.task"] = "lua/vidu/task.lua",
     ["vidu.validate"] = "lua/vidu/validate.lua",
+    ["vidu.webhooks"] = "lua/vidu/webhooks.lua",
   },
   install = {
     bin = { ["vidu-emulator"] = "bin/vidu-emulator" },
