@@ -553,6 +553,12 @@ describe("vidu.webhooks.verify wavespeed (v3 HMAC-SHA256)", function()
   end)
 end)
 
+describe("vidu.webhooks", function()
+  it("is reachable as require(\"vidu\").webhooks", function()
+    assert.are.equal(webhooks, require("vidu").webhooks)
+  end)
+end)
+
 describe("vidu.webhooks.verify misuse", function()
   local req = { method = "POST", path = "/x", headers = {}, body = "" }
   local cases = {
