@@ -21,8 +21,8 @@ CC ?= cc
 OPT ?= -O2
 WARN := -Wall -Wextra -pedantic -Wshadow -Wstrict-prototypes -Wmissing-prototypes
 CFLAGS_ALL = -std=c99 -D_POSIX_C_SOURCE=200809L -fPIC -g $(OPT) $(WARN) $(EXTRA_CFLAGS) \
-	$(shell pkg-config --cflags $(LUA_PC) libcurl 2>/dev/null)
-LDLIBS = $(shell pkg-config --libs libcurl 2>/dev/null || echo -lcurl)
+	$(shell pkg-config --cflags $(LUA_PC) libcurl libcrypto 2>/dev/null)
+LDLIBS = $(shell pkg-config --libs libcurl libcrypto 2>/dev/null || echo -lcurl -lcrypto)
 
 SRC := $(wildcard csrc/*.c)
 HDR := $(wildcard csrc/*.h)
@@ -32,7 +32,7 @@ OBJ := $(patsubst csrc/%.c,$(BUILD)/obj/%.o,$(SRC))
 # calls apt-get when something is missing, so a fresh machine needs nothing but `make`.
 PKGS := gcc make pkg-config lua5.4 liblua5.4-dev luajit libluajit-5.1-dev \
 	lua5.1 liblua5.1-0-dev lua5.3 liblua5.3-dev \
-	libcurl4-openssl-dev lua-cjson lua-luv lua-busted lua-check luarocks valgrind openssl ffmpeg
+	libcurl4-openssl-dev libssl-dev lua-cjson lua-luv lua-busted lua-check luarocks valgrind openssl ffmpeg
 DEPS_STAMP := build/.deps-ok
 
 # Environment every Lua process of the project runs with: our modules first.

@@ -40,10 +40,12 @@ build = {
   type = "builtin",
   modules = {
     ["vidu.core"] = {
-      sources = { "csrc/b64.c", "csrc/core.c", "csrc/engine.c", "csrc/image.c", "csrc/util.c" },
+      sources = { "csrc/b64.c", "csrc/core.c", "csrc/crypto.c", "csrc/engine.c", "csrc/image.c",
+        "csrc/util.c" },
       defines = { "_POSIX_C_SOURCE=200809L" },
-      -- libcurl's headers and library, where external_dependencies found them
-      libraries = { "curl" },
+      -- libcurl's headers and library, where external_dependencies found them; libcrypto
+      -- (OpenSSL, Debian libssl-dev) from the system's default paths
+      libraries = { "curl", "crypto" },
       incdirs = { "$(CURL_INCDIR)" },
       libdirs = { "$(CURL_LIBDIR)" },
     },
@@ -92,6 +94,7 @@ build = {
     ["vidu.task"] = "lua/vidu/task.lua",
     ["vidu.url"] = "lua/vidu/url.lua",
     ["vidu.validate"] = "lua/vidu/validate.lua",
+    ["vidu.webhooks"] = "lua/vidu/webhooks.lua",
   },
   install = {
     bin = { ["vidu-emulator"] = "bin/vidu-emulator" },

@@ -15,6 +15,7 @@ LUALIB_API int luaopen_vidu_core(lua_State *L)
 	lua_setfield(L, -2, "version");
 	vidu_open_util(L);
 	vidu_open_b64(L);
+	vidu_open_crypto(L);
 	vidu_open_image(L);
 	vidu_open_engine(L);
 	return 1;

@@ -6,8 +6,8 @@
 --   with a message naming it, never "unknown option";
 -- * submit parameters: each driver's declared rules, require("vidu.providers").driver(p).rules:
 --   .fields (names), .models (names), .default_model and .prompt_max; and, through the public
---   API only, client:submit raising for a wrongly typed value of each README parameter with a message naming it (nothing is
---   sent: the check comes first);
+--   API only, client:submit raising for a wrongly typed value of each README parameter with
+--   a message naming it (nothing is sent: the check comes first);
 -- * error kinds: require("vidu.errors").kinds.
 local vidu = require("vidu")
 local util = require("support.util")

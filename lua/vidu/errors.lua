@@ -22,6 +22,8 @@ errors.kinds = {
   uncertain = "a submit was sent but its outcome is unknown: the task may exist",
   unsupported = "the provider cannot do this (for example cancel a task)",
   io = "a local file could not be opened, written or renamed",
+  webhook = "a webhook or callback failed verification (code: missing_header, bad_header, "
+    .. "stale_timestamp, bad_signature, unknown_key or jwks_unavailable)",
 }
 
 local Error = {}

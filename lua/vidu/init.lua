@@ -19,6 +19,8 @@ local vidu = {}
 
 vidu.version = "0.1.0"
 vidu.errors = errors
+--- Webhook verification (vidu.webhooks.verify); see that module.
+vidu.webhooks = require("vidu.webhooks")
 
 local function sched() return scheduler.default() end
 

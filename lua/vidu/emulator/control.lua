@@ -6,7 +6,9 @@
 --   GET  /_emulator/tasks            all tasks;  GET|POST /_emulator/tasks/{id}  one task
 --   GET|POST|DELETE /_emulator/faults          list, add ({...} or [{...}]), clear
 --   GET|DELETE /_emulator/log?method=&path=&match=
---   GET  /_emulator/webhooks         deliveries and their attempts
+--   GET  /_emulator/webhooks         deliveries and their attempts (duplicate, tampered)
+-- Config keys for webhook tests (webhook.lua): webhook_bad_signature, webhook_stale (s),
+-- webhook_duplicate, webhook_out_of_order.
 --   GET  /_emulator/health
 local json = require("vidu.emulator.json")
 
@@ -49,6 +51,21 @@ local function log_view(entries)
   return out
 end
 
+-- The webhook knobs (see webhook.lua): booleans, and webhook_stale in seconds.
+local FLAGS = { "webhook_bad_signature", "webhook_duplicate", "webhook_out_of_order" }
+
+--- Checks the webhook knobs of a config body -> nil | message.
+function M.check_knobs(body)
+  for _, k in ipairs(FLAGS) do
+    if body[k] ~= nil and type(body[k]) ~= "boolean" then return k .. " must be true or false" end
+  end
+  local stale = body.webhook_stale
+  if stale ~= nil and (type(stale) ~= "number" or stale < 0) then
+    return "webhook_stale must be a number of seconds >= 0"
+  end
+  return nil
+end
+
 --- Answers a request under /_emulator/ (reset, config, next, tasks, faults, log, webhooks, health).
 function M.handle(app, req, res)
   local path, method = req.path, req.method
@@ -58,6 +75,8 @@ function M.handle(app, req, res)
   local sub = path:sub(12) -- after "/_emulator/"
 
   if sub == "reset" and method == "POST" then
+    local kerr = M.check_knobs(body)
+    if kerr then return answer(app, res, 400, { error = kerr }) end
     app:reset(body)
     return answer(app, res, 200, { ok = true, config = public_config(app) })
   elseif sub == "config" then
@@ -68,6 +87,8 @@ function M.handle(app, req, res)
       if body.progress and body.progress ~= "polls" and body.progress ~= "time" then
         return answer(app, res, 400, { error = "progress must be \"polls\" or \"time\"" })
       end
+      local kerr = M.check_knobs(body)
+      if kerr then return answer(app, res, 400, { error = kerr }) end
       app:configure(body)
     elseif method ~= "GET" then
       return answer(app, res, 405, { error = "method not allowed" })
@@ -122,7 +143,8 @@ function M.handle(app, req, res)
       local attempts = json.array()
       for j, a in ipairs(d.attempts) do attempts[j] = a end
       list[i] = { provider = d.provider, task_id = d.task_id, url = d.url, event = d.event, ok = d.ok,
-        done = d.done, attempts = attempts, body = d.body }
+        done = d.done, attempts = attempts, body = d.body, duplicate = d.duplicate,
+        tampered = d.tampered and json.array(d.tampered) }
     end
     return answer(app, res, 200, { deliveries = list })
   elseif sub == "health" then

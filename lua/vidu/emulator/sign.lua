@@ -3,6 +3,13 @@
 --   Vidu       base64(HMAC-SHA256(api token, signing string))
 --   WaveSpeed  hex(HMAC-SHA256(secret without "whsec_", "{id}.{timestamp}.{body}"))
 --   fal        hex(Ed25519(request_id \n user_id \n timestamp \n hex(sha256(body))))
+-- Checked against the providers' own pages (providers.md A.8, B.4, C.4: docs.fal.ai
+-- model-endpoints/webhooks, platform.vidu.com/docs/callback-signature,
+-- wavespeed.ai/docs/verify-webhooks): the three agree with what the providers document, so
+-- nothing here was changed for vidu.webhooks, which verifies them. Note that Vidu's documented
+-- signing string covers the request line, Date and the signed headers, not the body.
+-- The signers run here, on the openssl command-line tool, and not on vidu.core, so the
+-- library's verifier is tested against an independent implementation.
 local uv = require("luv")
 local proc = require("vidu.emulator.proc")
 local image = require("vidu.emulator.image")

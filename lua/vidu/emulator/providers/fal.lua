@@ -170,7 +170,7 @@ local function signer(app, task)
   return function(body, cb)
     local key = app.signing_key
     if not key then return cb(nil, "no signing key") end
-    local ts = tostring(os.time())
+    local ts = tostring(app.webhooks:timestamp())
     local uid = user_id(task.key)
     sign.sha256_hex(body, function(hex, err)
       if not hex then return cb(nil, err) end
@@ -198,7 +198,7 @@ function P.on_change(app, task, _, new)
   end
   app.webhooks:send{ provider = "fal", task_id = task.id, url = task.callback_url, event = payload.status,
     body = json.encode(payload), attempts = tonumber(app.config.fal_webhook_attempts) or 10,
-    sign = sign.available() and signer(app, task) or nil }
+    sign = sign.available() and signer(app, task) or nil, sig_header = "X-Fal-Webhook-Signature" }
 end
 
 --- Adds fal's routes (submit, status, status stream, result, cancel, storage upload, JWKS)

@@ -271,7 +271,7 @@ function M.make(opts)
     return function(_, cb)
       local _, _, target = require("vidu.emulator.client").parse_url(task.callback_url)
       local path, query = (target or "/"):match("^([^?]*)%??(.*)$")
-      local date = os.date("!%a, %d %b %Y %H:%M:%S GMT")
+      local date = os.date("!%a, %d %b %Y %H:%M:%S GMT", app.webhooks:timestamp())
       local nonce = app:new_id("hex", 32)
       local signing = "POST\n" .. path .. "\n" .. query .. "\nvidu\n" .. date .. "\n"
         .. "Date:" .. date .. "\n" .. "x-request-nonce:" .. nonce .. "\n"
@@ -285,14 +285,24 @@ function M.make(opts)
   end
 
   --- Sends the task's signed callback when it starts processing and when it finishes.
+  -- "processing" is sent once, "success" and "failed" with 3 retries (the callback_url text).
+  -- With the webhook_out_of_order knob, "processing" is held back and sent after the final
+  -- callback is over, as a late delivery would arrive.
   function P.on_change(app, task, _, new)
     if not task.callback_url then return end
     local st = STATE[new]
     if st ~= "processing" and st ~= "success" and st ~= "failed" then return end
-    local body = json.encode(creations_body(app, task, new))
-    app.webhooks:send{ provider = P.name, task_id = task.id, url = task.callback_url, event = st,
-      body = body, attempts = (st == "processing") and 1 or 4,
-      sign = sign.available() and signer(app, task) or nil }
+    local d = { provider = P.name, task_id = task.id, url = task.callback_url, event = st,
+      body = json.encode(creations_body(app, task, new)), attempts = (st == "processing") and 1 or 4,
+      sign = sign.available() and signer(app, task) or nil, sig_header = "X-HMAC-SIGNATURE" }
+    if st == "processing" and app.webhooks:out_of_order() then
+      task.held_callback = d
+      return
+    end
+    if st ~= "processing" then
+      d.after, task.held_callback = task.held_callback, nil
+    end
+    app.webhooks:send(d)
   end
 
   --- Adds the img2video, creations, cancel and upload routes this provider has to router r.

@@ -120,7 +120,7 @@ end
 
 local function signer(app, task)
   return function(body, cb)
-    local ts = tostring(os.time())
+    local ts = tostring(app.webhooks:timestamp())
     local secret = secret_for(app, task.key):gsub("^whsec_", "")
     sign.hmac_sha256(secret, task.id .. "." .. ts .. "." .. body, function(raw, err)
       if not raw then return cb(nil, err) end
@@ -145,7 +145,8 @@ function P.on_change(app, task, _, new)
     has_nsfw_contents = d.has_nsfw_contents, status = d.status, created_at = d.created_at, error = d.error,
     executionTime = d.timings.inference, timings = d.timings }
   app.webhooks:send{ provider = "wavespeed", task_id = task.id, url = task.callback_url, event = d.status,
-    body = json.encode(payload), attempts = 4, sign = sign.available() and signer(app, task) or nil }
+    body = json.encode(payload), attempts = 4, sign = sign.available() and signer(app, task) or nil,
+    sig_header = "webhook-signature" }
 end
 
 local function find_task(app, req, res, id)
