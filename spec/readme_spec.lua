@@ -141,7 +141,7 @@ describe("README: parameters table", function()
   local readme = {}
   for _, row in ipairs(rows) do
     local name = row[1]:match("^(%w+)")
-    readme[name] = { params_cell = row[2], models = ticked(row[3]),
+    readme[name] = { params_cell = row[2], models = ticked(row[3]), models_as = row[3]:match("^the same as (%w+)"),
       prompt = tonumber((row[4] or ""):match("prompt (%d+)")) }
   end
   local function params_of(name)
@@ -174,7 +174,7 @@ describe("README: parameters table", function()
 
       it("lists the models, the default first, and the prompt limit", function()
         local rules = PROVIDER_RULES[p]
-        local models = readme[p].models
+        local models = readme[readme[p].models_as or p].models
         assert.are.equal(rules.default_model, models[1])
         if rules.models then assert.are.same(sorted_keys(rules.models), sorted(models)) end
         assert.are.equal(rules.prompt_max, readme[p].prompt)
@@ -193,6 +193,42 @@ describe("README: parameters table", function()
       end)
     end)
   end
+end)
+
+describe("README: Vidu's models table", function()
+  local models = require("vidu.providers.vidu_models")
+  local rows = table_rows("### Parameters, checked before anything is sent", "model")
+
+  it("lists every model of vidu_models.vidu once, as the table says", function()
+    local seen = {}
+    for _, row in ipairs(rows) do
+      local lo, hi = row[2]:match("^(%d+)%.%.(%d+)")
+      local durations = {}
+      if not lo then for d in row[2]:gmatch("%d+") do durations[#durations + 1] = tonumber(d) end end
+      for _, name in ipairs(ticked(row[1])) do
+        local m = models.vidu[name]
+        assert.is_table(m, name)
+        assert.is_nil(seen[name], name)
+        seen[name] = true
+        if lo then
+          assert.are.same({ tonumber(lo), tonumber(hi) }, m.duration_range, name)
+          assert.are.equal(tonumber(row[2]:match("default (%d+)")), m.default_duration, name)
+          local res = ticked(row[3])
+          assert.are.equal(m.default_resolution, res[1], name)
+          assert.are.same(sorted(m.any_resolution), sorted(res), name)
+        else
+          assert.are.same(m.durations, durations, name)
+          for _, d in ipairs(m.durations) do
+            local cell = #m.durations == 1 and row[3] or row[3]:match(d .. " s: ([^;]*)")
+            assert.are.same(m.resolutions[d], ticked(cell), name .. " at " .. d)
+          end
+        end
+        assert.are.equal(m.prompt_max, tonumber(row[4]), name)
+        assert.are.equal(m.legacy == true, row[1]:find("legacy", 1, true) ~= nil and name == "vidu1.5", name)
+      end
+    end
+    assert.are.same(sorted_keys(models.vidu), sorted_keys(seen))
+  end)
 end)
 
 describe("README: error kinds", function()
