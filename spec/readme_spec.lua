@@ -141,7 +141,8 @@ describe("README: parameters table", function()
   local readme = {}
   for _, row in ipairs(rows) do
     local name = row[1]:match("^(%w+)")
-    readme[name] = { params_cell = row[2], models = ticked(row[3]), models_as = row[3]:match("^the same as (%w+)"),
+    readme[name] = { params_cell = row[2], models = ticked(row[3]),
+      models_as = row[3]:match("^the same as (%w+)"),
       prompt = tonumber((row[4] or ""):match("prompt (%d+)")) }
   end
   local function params_of(name)

@@ -5,6 +5,8 @@ local validate = require("vidu.validate")
 
 local IMG = "spec/fixtures/png_640x360.png"
 local URL = "https://example.com/in.png"
+local VIDU_MODELS = "vidu1.5|vidu2.0|viduq1|viduq1-classic|viduq2-pro|viduq2-pro-fast|viduq2-turbo|viduq3-pro|"
+  .. "viduq3-pro-fast|viduq3-turbo"
 
 local function base(provider, extra)
   local p = { image = URL, prompt = "The astronaut waved and the camera moved up." }
@@ -50,8 +52,8 @@ describe("validate.check", function()
     { "relay", { model = "vidu1.5", duration = 8, resolution = "360p" }, "resolution", "720p", "at 8 s" },
     { "relay", { model = "viduq2-pro", resolution = "360p" }, "resolution", "540p|720p|1080p", "viduq2-pro" },
     { "vtrix", { resolution = "720p" }, "resolution", "1080p", "viduq1_img2video" },
-    { "vidu", { model = "viduq9-pro" }, "model", "vidu1.5|vidu2.0|viduq1|viduq1-classic|viduq2-pro|viduq2-pro-fast|viduq2-turbo|viduq3-pro|viduq3-pro-fast|viduq3-turbo", 'model: "viduq9-pro" is not one of' },
-    { "relay", { model = "vidu3" }, "model", "vidu1.5|vidu2.0|viduq1|viduq1-classic|viduq2-pro|viduq2-pro-fast|viduq2-turbo|viduq3-pro|viduq3-pro-fast|viduq3-turbo", "not one of" },
+    { "vidu", { model = "viduq9-pro" }, "model", VIDU_MODELS, 'model: "viduq9-pro" is not one of' },
+    { "relay", { model = "vidu3" }, "model", VIDU_MODELS, "not one of" },
     -- Q2 and Q3 (the current models): durations, resolutions and prompt limits per model
     { "vidu", { model = "viduq2-pro", duration = 11 }, "duration", "1..10", "the limit is 1..10" },
     { "vidu", { model = "viduq3-turbo", duration = 17 }, "duration", "1..16", "17 s is not available for viduq3-turbo" },
