@@ -151,8 +151,11 @@ describe("images.resolve", function()
     { "fal", 1000, false, "inline" },
     { "fal", 10 * 1000 * 1000, false, 10000000 },
     { "vidu", 9999999, nil, "inline" },        -- "under 10 MB" decoded
-    { "vidu", 10 * 1000 * 1000, nil, "upload" },
+    { "vidu", 10 * 1000 * 1000, nil, 10000000 },  -- its upload API takes under 10 MB too
     { "vidu", 1000, true, "upload" },
+    { "vidu", 9999999, true, "upload" },
+    { "vidu", 10 * 1000 * 1000, true, 10000000 },
+    { "vidu", 30 * 1000 * 1000, nil, 10000000 },
     { "vidu", 12 * 1000 * 1000, false, 10000000 },
     { "relay", 9999999, nil, "inline" },
     { "relay", 1000, true, "no upload API" },
@@ -160,6 +163,8 @@ describe("images.resolve", function()
     { "vtrix", 1000, true, "no upload API" },
     { "wavespeed", 9999999, nil, "inline" },
     { "wavespeed", 12 * 1000 * 1000, nil, "upload" },
+    { "wavespeed", 20 * 1000 * 1000, nil, "upload" },   -- "up to 20 MB"
+    { "wavespeed", 20 * 1000 * 1000 + 1, nil, 20000001 },
     { "wavespeed", 1000, true, "upload" },
   }
   for _, row in ipairs(routes) do
@@ -182,6 +187,14 @@ describe("images.resolve", function()
       end
     end)
   end
+
+  it("says what to do with a local image no route takes: the limit and the ways out", function()
+    local _, err = images.resolve("vidu", big_png(12 * 1000 * 1000))
+    assert.truthy(err.message:find("under 10.0 MB", 1, true), err.message)
+    assert.truthy(err.message:find("http(s) URL", 1, true), err.message)
+    assert.truthy(err.message:find("up to 50.0 MB", 1, true), err.message)
+    assert.truthy(err.message:find("smaller file", 1, true), err.message)
+  end)
 
   it("names bytes inputs for uploads after their format", function()
     local d = assert(images.resolve("fal", { data = read(FIX .. "jpeg_33x17.jpg") }))

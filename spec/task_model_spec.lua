@@ -52,6 +52,9 @@ describe("observations (drivers read, pure)", function()
       { status = "failed", error = { kind = "moderated", code = "CreationPolicyViolation" } } },
     { "vidu", { state = "failed", err_code = "UserCancelled" }, { status = "canceled", error = { code = "UserCancelled" } } },
     { "vidu", { state = "mystery" }, {} },
+    { "vidu", { state = "canceled" }, { status = "canceled" } },
+    { "vidu", { state = "cancelled" }, { status = "canceled" } },
+    { "vidu", { state = "preparation" }, { status = "queued" } },
     { "relay", { state = "processing" }, { status = "running" } },
     { "relay", { state = "success", creations = { { url = V } } }, { status = "succeeded", video_url = V } },
     { "wavespeed", { status = "created" }, { status = "queued" } },
@@ -92,8 +95,16 @@ describe("observations (drivers read, pure)", function()
     assert.are.equal("running", obs.status)
     assert.is_true(completed)
     check_obs(fal.read_result({ video = { url = V } }, 200, {}), { status = "succeeded", video_url = V }, "ok")
-    check_obs(fal.read_result({ detail = "boom" }, 200, { error = "it broke", error_type = "downstream_service_error" }),
+    check_obs(fal.read_result({ detail = "boom" }, 400, { error = "it broke", error_type = "downstream_service_error" }),
       { status = "failed", error = { kind = "failed", code = "downstream_service_error", message = "it broke" } }, "failed")
+    check_obs(fal.read_result({ detail = "Request timed out" }, 504, {}, { ["x-fal-request-timeout-type"] = "user" }),
+      { status = "failed", error = { kind = "timeout" } }, "start timeout")
+    -- No verdict: a gateway's 502 page, a 200 without a video, a 500 (the video may exist).
+    for _, case in ipairs({ { nil, 502 }, { {}, 200 }, { { detail = "x", type = "internal" }, 500 }, { nil, 404 } }) do
+      local none, why = fal.read_result(case[1], case[2], {})
+      assert.is_nil(none)
+      assert.is_string(why)
+    end
     check_obs(fal.read_result({ detail = { { msg = "bad", type = "content_policy_violation" } } }, 422, {}),
       { status = "failed", error = { kind = "moderated", code = "content_policy_violation" } }, "moderated")
     check_obs(fal.read_result({}, 400, { error_type = "request_cancelled" }),

@@ -82,7 +82,8 @@ describe("validate.check", function()
     { "fal", { fal_webhook = "https://" }, "fal_webhook", "http(s) URL", "not an http(s) URL" },
     { "wavespeed", { webhook = "javascript:alert(1)" }, "webhook", "http(s) URL", "not an http(s) URL" },
     { "fal", { priority = "high" }, "priority", "normal|low", 'priority: "high" is not one of normal, low' },
-    { "fal", { start_timeout = 0.1 }, "start_timeout", "> 0.1", "must be above 0.1" },
+    { "fal", { start_timeout = 1 }, "start_timeout", "> 1", "must be above 1" },
+    { "fal", { start_timeout = 0.1 }, "start_timeout", "> 1", "0.1 is too small" },
     { "fal", { hint = "" }, "hint", "non-empty", "hint: empty" },
     { "vidu", { voice_id = ("v"):rep(257) }, "voice_id", 256, "257 characters" },
     { "relay", { meta_data = "\192\128" }, "meta_data", "UTF-8", "not valid UTF-8" },
@@ -127,7 +128,7 @@ describe("validate.check", function()
   local good = {
     { "fal", { prompt = ("x"):rep(1500), seed = 0, movement_amplitude = "large" } },
     { "fal", { seed = 2147483647, model = "fal-ai/vidu/image-to-video", priority = "low",
-      start_timeout = 0.2, hint = "runner-1", fal_webhook = "https://example.com/hook?a=1" } },
+      start_timeout = 1.5, hint = "runner-1", fal_webhook = "https://example.com/hook?a=1" } },
     { "vidu", { prompt = ("\195\169"):rep(1500), model = "vidu2.0", duration = 8, resolution = "720p" } },
     { "vidu", { model = "vidu1.5", resolution = "1080p" } }, -- default duration 4 s
     { "vidu", { model = "viduq1", duration = 5, resolution = "1080p", bgm = true, off_peak = false,

@@ -21,6 +21,8 @@ errors.kinds = {
   canceled = "the task or the transfer was canceled",
   uncertain = "a submit was sent but its outcome is unknown: the task may exist",
   unsupported = "the provider cannot do this (for example cancel a task)",
+  expired = "a media link expired or is gone (pre-signed links last hours): poll for a fresh one",
+  quota = "the account's balance, credits or quota does not allow this",
   io = "a local file could not be opened, written or renamed",
   webhook = "a webhook or callback failed verification (code: missing_header, bad_header, "
     .. "stale_timestamp, bad_signature, unknown_key or jwks_unavailable)",
@@ -33,7 +35,7 @@ Error.__index = Error
 local FIELDS = {
   kind = true, message = true, provider = true, status = true, code = true, retryable = true,
   field = true, limit = true, task_id = true, may_exist = true, request_id = true,
-  retry_after = true, cause = true, url = true, sent = true,
+  retry_after = true, cause = true, url = true, sent = true, handle = true,
 }
 
 --- Formats an error as "vidu: fal: rate_limited (HTTP 429, code X): message".

@@ -20,7 +20,7 @@ local SPEC = {
   method = true, url = true, path = true, json = true, body = true, body_file = true,
   headers = true, idempotent = true, auth = true, output = true, timeout = true,
   connect_timeout = true, on_progress = true, max_response = true, attempts = true,
-  expect_json = true, deadline = true,
+  expect_json = true, deadline = true, read_errors = true,
 }
 
 -- RFC 9110 idempotent methods; POST and PATCH are not.
@@ -187,7 +187,9 @@ function Requester:_deadline_error(method, url, last)
   return err
 end
 
---- Performs a request (see the README's driver contract for the spec). Returns
+--- Performs a request (see the README's driver contract for the spec). With
+-- spec.read_errors, a final HTTP error answer that is not about access (401, 403, 429) comes
+-- back as resp (status >= 400) for the driver to read; retries happen as usual first. Returns
 -- resp = { status, headers, body, json, url, time } | nil, err. spec.deadline (the
 -- scheduler's clock; or `deadline`, the caller's) bounds the whole call, retries and their
 -- waits included: each attempt's timeout is cut to what is left, and no retry starts or
@@ -289,6 +291,9 @@ function Requester:request(spec, deadline)
       local resp = response(item, false)
       local parsed = self:_parse(resp)
       again = retry.should_retry(item, idempotent, parsed.retryable)
+      if spec.read_errors and not again and errors.kind_for_status(item.status) == "http" then
+        return resp
+      end
       err = self:_status_error(resp, parsed, idempotent)
     else
       again, why = retry.should_retry(item, idempotent)

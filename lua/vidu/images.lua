@@ -98,11 +98,27 @@ end
 -- (nil = the provider's default, true = always upload, false = never upload).
 local function route_for(provider, size, limits, upload, what)
   local fits = size < limits.inline_below
+  -- The largest local image any route takes: under upload_below through the upload API (when
+  -- there is one), else under the inline limit.
+  local upload_cap = limits.can_upload and (limits.upload_below or limits.max_bytes + 1) or 0
+  local upload_ok = size < upload_cap
+  local local_max = math.max(limits.inline_below, upload_cap)
+  if not fits and not upload_ok and limits.can_upload and upload ~= false then
+    return nil, select(2, image_error(provider, string.format(
+      "%s is %s: %s takes local images under %s (inline or through its upload API); pass an"
+        .. " http(s) URL instead (the provider fetches it, up to %s), or a smaller file", what,
+      mb(size), provider, mb(local_max), mb(limits.max_bytes)), local_max))
+  end
   if upload == true then
     if not limits.can_upload then
       return nil, select(2, image_error(provider, string.format(
         "upload = true, but %s has no upload API (images go inline, under %s)", provider,
         mb(limits.inline_below)), "no upload API"))
+    end
+    if not upload_ok then
+      return nil, select(2, image_error(provider, string.format(
+        "%s is %s, too large for %s's upload API (under %s); pass an http(s) URL instead",
+        what, mb(size), provider, mb(limits.upload_below)), limits.upload_below))
     end
     return "upload"
   end

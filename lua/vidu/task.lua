@@ -378,17 +378,50 @@ local function temp_name(path)
     counter)
 end
 
+-- What task:download accepts.
+local DOWNLOAD_OPTS = {
+  on_progress = true, on_update = true, timeout = true, url = true, max_size = true,
+}
+-- Videos are large: the default cap is generous (the cap for API answers stays small).
+local DEFAULT_MAX_SIZE = 2 * 1024 * 1024 * 1024
+-- A media host's answer that means the pre-signed link is no longer valid.
+local GONE = { [401] = true, [403] = true, [404] = true, [410] = true }
+
+-- Polls once for fresh media links (pre-signed links expire: Vidu's after 24 h, 1 h on older
+-- pages). Not through apply: a finished task's status is final, only its links are renewed.
+-- Returns the fresh value of `field`, or nil.
+function Task:_fresh_link(field)
+  local client = self.client
+  local obs = client.driver.poll(client, self)
+  if type(obs) ~= "table" or obs.status ~= "succeeded" or type(obs[field]) ~= "string" then
+    return nil
+  end
+  self.video_url = obs.video_url or self.video_url
+  self.cover_url = obs.cover_url or self.cover_url
+  return obs[field]
+end
+
 --- Downloads the video to `path`: true | nil, err. It is streamed into a temporary file
 -- beside the target (path .. ".part-<random>") and renamed into place only when complete,
 -- so `path` never holds half a video; the temporary file is removed on failure.
 -- opts: on_progress = function(bytes, total), on_update = function(task, bytes, total),
 -- timeout (s, default the client's download_timeout), url (another http(s) URL of this
--- task, e.g. task.cover_url).
+-- task, e.g. task.cover_url), max_size (bytes, default 2 GiB). When the media host answers
+-- 401/403/404/410 for the task's own link, the task is polled once for a fresh link and the
+-- download tried again; failing that, err.kind is "expired".
 function Task:download(path, opts)
   if type(path) ~= "string" or path == "" then
     error("task:download expects a file path", 2)
   end
   opts = opts or {}
+  if type(opts) ~= "table" then error("task:download: options must be a table", 2) end
+  for k in pairs(opts) do
+    if not DOWNLOAD_OPTS[k] then error("task:download: unknown option " .. tostring(k), 2) end
+  end
+  local max_size = opts.max_size or DEFAULT_MAX_SIZE
+  if type(max_size) ~= "number" or max_size < 1 or max_size % 1 ~= 0 then
+    error("task:download: max_size must be a whole number of bytes >= 1", 2)
+  end
   local target = opts.url or self.video_url
   if type(target) ~= "string" then
     return nil, errors.new{
@@ -411,27 +444,47 @@ function Task:download(path, opts)
       if u then u(self, bytes, total) end
     end
   end
-  local tmp = temp_name(path)
-  -- auth = false: video URLs are pre-signed links on a CDN; the key must not go there.
-  local resp, err = self.client:request{
-    method = "GET", url = target, output = tmp, auth = false, idempotent = true,
-    timeout = opts.timeout, on_progress = on_progress,
-  }
-  if not resp then
+  -- The task's own link can be renewed by a poll; another URL cannot.
+  local field = (target == self.video_url and "video_url")
+    or (target == self.cover_url and "cover_url") or nil
+  local refreshed = false
+  while true do
+    local tmp = temp_name(path)
+    -- auth = false: video URLs are pre-signed links on a CDN; the key must not go there.
+    local resp, err = self.client:request{
+      method = "GET", url = target, output = tmp, auth = false, idempotent = true,
+      timeout = opts.timeout, on_progress = on_progress, max_response = max_size,
+    }
+    if resp then
+      local ok, rerr = os.rename(tmp, path)
+      if not ok then
+        os.remove(tmp)
+        return nil, errors.new{
+          kind = "io", provider = self.provider, task_id = self.id,
+          message = "could not move the download into place: " .. tostring(rerr),
+        }
+      end
+      self.client:_emit("downloaded", self, { path = path, url = target })
+      return true
+    end
     os.remove(tmp)
     if errors.is(err) and err.task_id == nil then err.task_id = self.id end
-    return nil, err
+    local gone = errors.is(err) and GONE[err.status]
+    if not gone then return nil, err end
+    local fresh = field and not refreshed and self:_fresh_link(field)
+    refreshed = true
+    if not fresh or fresh == target then
+      -- The media host's refusal is about the link, not our key (none was sent there).
+      err.kind = "expired"
+      err.retryable = false
+      err.message = string.format("the %s link answered HTTP %d: it expired or is gone%s; "
+        .. "re-attach with client:task(handle) for fresh links", field or "media", err.status,
+        field and (fresh and " (a fresh poll gave the same link)" or " (a fresh poll gave none)")
+          or "")
+      return nil, err
+    end
+    target = fresh
   end
-  local ok, rerr = os.rename(tmp, path)
-  if not ok then
-    os.remove(tmp)
-    return nil, errors.new{
-      kind = "io", provider = self.provider, task_id = self.id,
-      message = "could not move the download into place: " .. tostring(rerr),
-    }
-  end
-  self.client:_emit("downloaded", self, { path = path, url = target })
-  return true
 end
 
 return Task

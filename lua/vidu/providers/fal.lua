@@ -49,8 +49,8 @@ fal.rules = fields.rules({
   { "movement_amplitude", F.movement_amplitude },
   { "fal_webhook", { t = "string", url = true } },
   { "priority", { t = "string", enum = { "normal", "low" } } },
-  -- fal's docs: must be above 0.1 s (the Python client asks for more than 1 s).
-  { "start_timeout", { t = "number", above = 0.1 } },
+  -- Both official clients refuse 1 s and less (fal's docs say above 0.1 s).
+  { "start_timeout", { t = "number", above = 1 } },
   { "hint", { t = "string", text = true, nonempty = true, header = true } },
   { "upload", F.upload }, { "image", F.image },
 }, nil, {
@@ -94,7 +94,7 @@ function fal.parse_error(resp)
       end
       if #parts > 0 then out.message = table.concat(parts, "; ") end
     end
-    out.code = str(j.error_type) or out.code
+    out.code = str(j.error_type) or str(j.type) or out.code
     if not out.message then out.message = str(j.error) or str(j.message) end
   end
   out.code = out.code or str(h["x-fal-error-type"])
@@ -102,7 +102,7 @@ function fal.parse_error(resp)
   local retry_hdr = h["x-fal-retryable"] or h["x-fal-needs-retry"]
   if retry_hdr then out.retryable = (retry_hdr == "true" or retry_hdr == "1") end
   -- A 504 of our own start_timeout (X-Fal-Request-Timeout) is final, not an outage.
-  if h["x-fal-request-timeout-type"] == "user" then
+  if resp and resp.status == 504 and h["x-fal-request-timeout-type"] == "user" then
     out.retryable = false
     out.kind = "timeout"
   end
@@ -168,12 +168,12 @@ function fal.read(j)
   return obs
 end
 
--- A failure read from the result (or the status body's error): canceled when fal's error
--- type says so, moderated for a policy refusal, else failed.
-local function failure(status_body, code, message, http_status)
+-- A failure that fal stated: canceled when its error type says so, moderated for a policy
+-- refusal, timeout for the end of our own start timeout, else failed.
+local function failure(status_body, code, message, http_status, kind)
   code = str(status_body.error_type) or code
   message = str(status_body.error) or message
-  local kind = "failed"
+  kind = kind or "failed"
   if code and MODERATED[code] then kind = "moderated" end
   local status = "failed"
   if type(code) == "string" and code:find("cancel", 1, true) then status = "canceled" end
@@ -181,20 +181,35 @@ local function failure(status_body, code, message, http_status)
     message = message or "no detail" } }
 end
 
---- Reads a result answer (decoded JSON, its HTTP status, the status body that said
--- COMPLETED) into an observation: a video is success; anything else is the model's failure.
-function fal.read_result(j, http_status, status_body)
+--- Reads a result answer (decoded JSON, its HTTP status and headers, the status body that
+-- said COMPLETED) into an observation. A video is success; fal's own statement of failure
+-- (an error answer whose JSON carries detail or an error type, or the 504 of our start
+-- timeout) fails the task. Anything else (a gateway page, a body that is not fal's, a 200
+-- without a video) is no verdict: nil, and the reason, so the poll reports a retryable
+-- error and the task stays as it is (the video may exist: never pay twice for it).
+function fal.read_result(j, http_status, status_body, headers)
+  status_body = status_body or {}
   j = tab(j)
   local video = j and tab(j.video)
   local video_url = video and str(video.url)
-  if video_url then
+  if video_url and http_status < 400 then
     return { status = "succeeded", video_url = video_url, extra = { result = j } }
   end
-  local pe = fal.parse_error({ json = j, headers = {} })
-  local obs = failure(status_body or {}, pe.code, pe.message or "the result has no video.url",
-    http_status)
-  obs.extra = { result = j }
-  return obs
+  local pe = fal.parse_error({ json = j, headers = headers or {}, status = http_status })
+  if pe.kind == "timeout" then
+    return failure(status_body, pe.code or "request_timeout",
+      pe.message or "the request did not start within start_timeout", http_status, "timeout")
+  end
+  -- fal's statement: its JSON error body, or the error the COMPLETED status carried.
+  local stated = (j and (j.detail ~= nil or str(j.error_type) or str(j.type)))
+    or str(status_body.error_type) or str(status_body.error)
+  if http_status >= 400 and http_status < 500 and stated then
+    local obs = failure(status_body, pe.code, pe.message, http_status)
+    obs.extra = { result = j }
+    return obs
+  end
+  return nil, string.format("the result could not be read (HTTP %d%s)", http_status,
+    j and ", no video and no error" or ", not fal's JSON")
 end
 
 --- Submits to the queue: POST {base}/{model}[?fal_webhook=], headers for priority, start
@@ -231,16 +246,19 @@ function fal.submit(client, p)
   return handle, { status = "queued", raw = j, queue_position = common.number(j.queue_position) }
 end
 
--- Reads the result of a COMPLETED request. An HTTP error from the result (after the
--- client's retries) is the model's failure; a network error is ours.
+-- Reads the result of a COMPLETED request (see fal.read_result): transport trouble, after
+-- the client's retries, is a retryable error, never the model's failure.
 local function poll_result(client, task, status_body)
-  local resp, err = client:request{ method = "GET", url = task.response_url, idempotent = true }
-  if not resp then
-    local http_failure = err.status and err.kind ~= "auth" and err.kind ~= "rate_limited"
-    if not http_failure then return nil, err end
-    return failure(status_body, err.code, err.message, err.status)
+  local resp, err = client:request{
+    method = "GET", url = task.response_url, idempotent = true, read_errors = true,
+  }
+  if not resp then return nil, err end
+  local obs, why = fal.read_result(resp.json, resp.status, status_body, resp.headers)
+  if not obs then
+    return nil, common.provider_error("fal", why, { status = resp.status, retryable = true,
+      task_id = task.id })
   end
-  return fal.read_result(resp.json, resp.status, status_body)
+  return obs
 end
 
 --- Polls {status_url}?logs=1 (202 pending, 200 completed); on COMPLETED reads the result.

@@ -16,12 +16,16 @@ local MB = 1000 * 1000
 
 local vidu_api = {}
 
--- Vidu's task states (platform.vidu.com/docs/get-generation) to ours.
+-- Vidu's task states to ours: the five of platform.vidu.com/docs/get-generation, plus what
+-- Vidu's own lifecycle (vidu-skills, errors_and_retry.md) names: preparation and scheduling
+-- before processing, and canceled, a terminal state (a canceled task is not polled on).
 local STATES = {
-  created = "queued", queueing = "queued", scheduled = "queued",
+  created = "queued", queueing = "queued", scheduled = "queued", preparation = "queued",
+  scheduling = "queued",
   processing = "running",
   success = "succeeded",
   failed = "failed",
+  canceled = "canceled", cancelled = "canceled",
 }
 
 -- err_code / reason values that mean content moderation refused the input or the output
@@ -98,11 +102,14 @@ function vidu_api.new(cfg)
   driver.poll_defaults = { first = 2, max = 15, factor = 1.5 }
   driver.parse_error = vidu_api.parse_error
   driver.read = vidu_api.read
-  -- Images: under 10 MB decoded inline (the older, stricter Vidu page), 50 MB at most.
+  -- Images: under 10 MB decoded inline (the older, stricter Vidu page) and under 10 MB
+  -- through the upload API (platform.vidu.com/docs/image-upload: "less than 10MB"; Vidu's
+  -- own CLI shrinks anything larger before uploading), so a larger local file is refused
+  -- before anything is sent; an http(s) URL may point at up to 50 MB, which Vidu fetches.
   -- ssupload: Vidu's own upload references are taken as they are.
   driver.rules = fields.rules(fields.VIDU_BODY, cfg.except, {
     name = name, prompt_max = 1500, models = models[name], default_model = "viduq1",
-    image = { max_bytes = 50 * MB, inline_below = 10 * MB,
+    image = { max_bytes = 50 * MB, inline_below = 10 * MB, upload_below = 10 * MB,
       can_upload = cfg.upload_prefix ~= nil, ssupload = cfg.upload_prefix ~= nil },
   })
 

@@ -22,7 +22,9 @@ wavespeed.sync_timeout = 600
 
 --- What WaveSpeed takes (its vidu/image-to-video-2.0 page): prompt required, up to 1500
 -- characters; seed -1..2147483647 (-1, the default, meaning random); images under 50 MB,
--- inline under 10 MB (above that the upload API, rather than POST 67 MB of JSON).
+-- inline under 10 MB (above that the upload API, rather than POST 67 MB of JSON), and the
+-- upload API takes files up to 20 MB (wavespeed.ai/docs/upload-files; not confirmed for the
+-- media/uploads ticket flow, so the stricter reading).
 wavespeed.rules = fields.rules({
   { "model", F.model }, { "prompt", fields.with(F.prompt, { required = true }) },
   { "duration", F.duration },
@@ -32,7 +34,8 @@ wavespeed.rules = fields.rules({
 }, nil, {
   name = "wavespeed", prompt_max = 1500, models = models.wavespeed,
   default_model = "vidu/image-to-video-2.0",
-  image = { max_bytes = 50 * MB, inline_below = 10 * MB, can_upload = true },
+  image = { max_bytes = 50 * MB, inline_below = 10 * MB, upload_below = 20 * MB + 1,
+    can_upload = true },
 })
 
 local STATES = {

@@ -136,7 +136,9 @@ local function result(_, task, stage)
   if stage == "succeeded" then
     return 200, { video = { url = task.video_url, content_type = "video/mp4", file_name = "output.mp4" } }
   elseif stage == "failed" then
-    return 500, { detail = json.array({ { loc = json.array({ "body" }),
+    -- fal states a failed generation as a 400 with the error's type (issue 8, the audit's F
+    -- items); a 5xx is the gateway's trouble, not a verdict.
+    return 400, { detail = json.array({ { loc = json.array({ "body" }),
       msg = "Video generation failed. Please try again.",
       type = "downstream_service_error" } }) }
   elseif stage == "moderated" then
