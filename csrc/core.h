@@ -14,7 +14,7 @@ void vidu_open_engine(lua_State *L);
 void vidu_open_b64(lua_State *L);
 /* image.c: core.image_info, core.image_info_file. */
 void vidu_open_image(lua_State *L);
-/* util.c: core.now, core.utf8_len and other small helpers. */
+/* util.c: core.now, core.utf8_len, core.is_regular_or_absent and other small helpers. */
 void vidu_open_util(lua_State *L);
 
 #endif
