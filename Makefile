@@ -9,6 +9,7 @@
 #                   (PROVIDER=fal|vidu|wavespeed|vtrix|relay, default vidu)
 #   make bench      the benchmarks in bench/, figures printed
 #   make lint       luacheck over the Lua code
+#   make fuzz       the libFuzzer targets of fuzz/, FUZZ_SECONDS (default 60) each
 
 LUA ?= lua5.4
 # pkg-config names the interpreters the same way Debian does, but for LuaJIT.
@@ -132,3 +133,46 @@ doc:
 
 doc-check: deps
 	$(LUA) .ci/doc-check.lua lua
+
+# ---------------------------------------------------------------- fuzzing
+# make fuzz [FUZZ_SECONDS=N] [FUZZ_TARGETS="image b64"]: the libFuzzer targets of fuzz/ (image
+# header probe, strict base64 with the scalar and AVX2 paths compared, data: URIs, UTF-8), built
+# with clang and ASan+UBSan over the plain-C half of the core; each runs N seconds in turn and
+# prints its executions per second (fuzz/run.sh). clang and its compiler-rt (libFuzzer) are
+# installed by this target alone, not by `make deps`.
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS ?= image b64 data_uri utf8
+FUZZ_CC ?= clang
+FUZZ_PKGS := clang libclang-rt-dev
+FUZZ_BUILD := build/fuzz
+FUZZ_SRC := csrc/b64.c csrc/image.c csrc/util.c
+FUZZ_CFLAGS := -std=c99 -D_POSIX_C_SOURCE=200809L -g -O1 -fno-omit-frame-pointer \
+	-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
+	-DVIDU_B64_NO_LUA -DVIDU_IMAGE_NO_LUA -DVIDU_UTIL_NO_LUA $(WARN) $(EXTRA_CFLAGS) -Icsrc
+FUZZ_DEPS_STAMP := build/.fuzz-deps-ok
+
+.PHONY: fuzz fuzz-build fuzz-deps
+
+fuzz: fuzz-build
+	@sh fuzz/run.sh $(FUZZ_BUILD) $(FUZZ_SECONDS) $(FUZZ_TARGETS)
+
+fuzz-build: $(addprefix $(FUZZ_BUILD)/fuzz_,$(FUZZ_TARGETS))
+
+fuzz-deps: $(FUZZ_DEPS_STAMP)
+
+$(FUZZ_DEPS_STAMP): Makefile
+	@missing=""; for p in $(FUZZ_PKGS); do \
+		dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+		echo "make fuzz: installing$$missing"; \
+		SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+		$$SUDO apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing \
+			|| exit 1; \
+	fi
+	@mkdir -p $(dir $@) && touch $@
+
+$(FUZZ_BUILD)/fuzz_%: fuzz/fuzz_%.c fuzz/fuzz.h $(FUZZ_SRC) $(HDR) | $(FUZZ_DEPS_STAMP)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) $< $(FUZZ_SRC) -o $@

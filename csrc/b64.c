@@ -5,7 +5,8 @@
  * 12 bits into two characters with one table load, a table-driven scalar decoder, and AVX2
  * versions of both, picked at run time with __builtin_cpu_supports. The vector code only
  * handles whole blocks in the middle; the scalar code always does the ends (padding, errors),
- * so both give identical output and identical error positions.
+ * so both give identical output and identical error positions. The data: URI splitter is
+ * plain C too, so the fuzz targets (fuzz/) exercise the very code the binding runs.
  *
  * The second half is the Lua binding (left out with -DVIDU_B64_NO_LUA). Output is built in a
  * GC-owned userdata (or a stack buffer when small) and then copied into a Lua string, so no
@@ -453,6 +454,43 @@ const char *vidu_b64_strerror(int status)
 	}
 }
 
+/* ASCII case-insensitive comparison of n bytes (locale-independent). */
+static int ascii_ieq(const char *a, const char *b, size_t n)
+{
+	size_t i;
+	for (i = 0; i < n; i++) {
+		unsigned char x = (unsigned char)a[i], y = (unsigned char)b[i];
+		if (x >= 'A' && x <= 'Z')
+			x = (unsigned char)(x + 32);
+		if (y >= 'A' && y <= 'Z')
+			y = (unsigned char)(y + 32);
+		if (x != y)
+			return 0;
+	}
+	return 1;
+}
+
+/* The base64 data: URI splitter (see b64.h): the header checks of RFC 2397 that matter for
+ * images, in the order that gives the most useful message. */
+const char *vidu_data_uri_split(const char *uri, size_t n, struct vidu_data_uri *out)
+{
+	const char *comma;
+	size_t metalen;
+	if (n < 5 || !ascii_ieq(uri, "data:", 5))
+		return "not a data: URI";
+	comma = (const char *)memchr(uri + 5, ',', n - 5);
+	if (comma == NULL)
+		return "data: URI has no ',' before its data";
+	metalen = (size_t)(comma - (uri + 5));
+	if (metalen < 7 || !ascii_ieq(comma - 7, ";base64", 7))
+		return "data: URI is not base64 (only ';base64,' data URIs are supported)";
+	out->mime = uri + 5;
+	out->mime_len = metalen - 7;
+	out->payload = comma + 1;
+	out->payload_len = n - (size_t)(out->payload - uri);
+	return NULL;
+}
+
 #ifndef VIDU_B64_NO_LUA
 
 /* ---------------------------------------------------------------------------------------- */
@@ -680,59 +718,32 @@ static int l_data_uri_file(lua_State *L)
 	return 1;
 }
 
-/* ASCII case-insensitive comparison of n bytes (locale-independent). */
-static int ascii_ieq(const char *a, const char *b, size_t n)
-{
-	size_t i;
-	for (i = 0; i < n; i++) {
-		unsigned char x = (unsigned char)a[i], y = (unsigned char)b[i];
-		if (x >= 'A' && x <= 'Z')
-			x = (unsigned char)(x + 32);
-		if (y >= 'A' && y <= 'Z')
-			y = (unsigned char)(y + 32);
-		if (x != y)
-			return 0;
-	}
-	return 1;
-}
-
 /* core.parse_data_uri(uri) -> mime, bytes | nil, err. Only base64 data: URIs (RFC 2397);
  * an empty media type means "text/plain;charset=US-ASCII" as the RFC says. */
 static int l_parse_data_uri(lua_State *L)
 {
-	size_t n, metalen, paylen, len = 0, pos = 0;
+	size_t n, len = 0, pos = 0;
 	const char *uri = luaL_checklstring(L, 1, &n);
-	const char *comma, *payload;
+	struct vidu_data_uri parts;
+	const char *why = vidu_data_uri_split(uri, n, &parts);
 	char stackbuf[B64_STACK_BUF], *out;
 	int st;
 
-	if (n < 5 || !ascii_ieq(uri, "data:", 5)) {
+	if (why != NULL) {
 		lua_pushnil(L);
-		lua_pushliteral(L, "not a data: URI");
+		lua_pushstring(L, why);
 		return 2;
 	}
-	comma = (const char *)memchr(uri + 5, ',', n - 5);
-	if (comma == NULL) {
-		lua_pushnil(L);
-		lua_pushliteral(L, "data: URI has no ',' before its data");
-		return 2;
-	}
-	metalen = (size_t)(comma - (uri + 5));
-	if (metalen < 7 || !ascii_ieq(comma - 7, ";base64", 7)) {
-		lua_pushnil(L);
-		lua_pushliteral(L, "data: URI is not base64 (only ';base64,' data URIs are supported)");
-		return 2;
-	}
-	payload = comma + 1;
-	paylen = n - (size_t)(payload - uri);
-	out = scratch(L, stackbuf, vidu_b64_decoded_len(payload, paylen));
-	st = vidu_b64_decode_with(conf_impl(L), payload, paylen, (unsigned char *)out, &len, &pos);
+	out = scratch(L, stackbuf, vidu_b64_decoded_len(parts.payload, parts.payload_len));
+	st = vidu_b64_decode_with(conf_impl(L), parts.payload, parts.payload_len,
+			(unsigned char *)out, &len, &pos);
 	if (st != VIDU_B64_OK)
-		return push_decode_error(L, "data: URI payload: ", st, pos, payload, paylen);
-	if (metalen == 7)
+		return push_decode_error(L, "data: URI payload: ", st, pos, parts.payload,
+				parts.payload_len);
+	if (parts.mime_len == 0)
 		lua_pushliteral(L, "text/plain;charset=US-ASCII");
 	else
-		lua_pushlstring(L, uri + 5, metalen - 7);
+		lua_pushlstring(L, parts.mime, parts.mime_len);
 	lua_pushlstring(L, out, len);
 	return 2;
 }

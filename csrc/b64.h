@@ -57,6 +57,19 @@ int vidu_b64_supported(int impl);
 /* Name of an implementation ("scalar", "avx2"); VIDU_B64_AUTO names the one it picks. */
 const char *vidu_b64_impl_name(int impl);
 
+/* The parts of a base64 data: URI (RFC 2397), pointing into the URI (nothing copied). */
+struct vidu_data_uri {
+	const char *mime;       /* the media type, between "data:" and ";base64" */
+	size_t mime_len;        /* 0: none given, which RFC 2397 reads as text/plain;charset=US-ASCII */
+	const char *payload;    /* the base64 text after the first ',' (not checked here) */
+	size_t payload_len;
+};
+
+/* Splits uri[0..n) as "data:[<mime>];base64,<payload>" ("data:" and ";base64" in any case;
+ * the first ',' ends the header). Returns NULL and fills *out, or a static message saying
+ * why it is not such a URI. Decoding the payload (vidu_b64_decode) is the caller's part. */
+const char *vidu_data_uri_split(const char *uri, size_t n, struct vidu_data_uri *out);
+
 /* The same as vidu_b64_encode/_decode with a chosen implementation (tests, benchmarks).
  * An implementation the CPU lacks falls back to the scalar one. */
 void vidu_b64_encode_with(int impl, const unsigned char *src, size_t n, char *dst);

@@ -17,7 +17,7 @@ void vidu_open_image(lua_State *L);
 /* crypto.c: core.sha256, core.hmac_sha256, core.ed25519_verify, core.secure_equal,
  * core.hexencode, core.hexdecode, core.b64urlencode, core.b64urldecode (OpenSSL libcrypto). */
 void vidu_open_crypto(lua_State *L);
-/* util.c: core.now, core.utf8_len and other small helpers. */
+/* util.c: core.now, core.utf8_len, core.is_regular_or_absent and other small helpers. */
 void vidu_open_util(lua_State *L);
 
 #endif

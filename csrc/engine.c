@@ -16,11 +16,31 @@
  * The API (README.md, "The C core", says the same for users):
  *   core.engine{ max_host_connections = 32, max_total_connections = 0, user_agent = ... }
  *   engine:request{ method, url, headers, body | body_file, output, connect_timeout = 10,
- *                   timeout = 0, max_response = 64 MiB, follow = true, max_redirects = 5,
- *                   fresh_connect = (method is POST or PATCH) } -> id
+ *                   timeout = 0, stall_timeout = 0, max_response = 64 MiB, follow = true,
+ *                   max_redirects = 5, fresh_connect = (method is POST or PATCH),
+ *                   ca_file, ca_path } -> id
  *     Unknown option names and wrong types raise. With output, a 2xx body goes to the file
  *     (opened at its first byte, so a failed request leaves an existing file alone); any
- *     other status keeps its body in memory as result.body, for the error message.
+ *     other status keeps its body in memory as result.body, for the error message, up to
+ *     ERROR_BODY_CAP (1 MiB; more fails as too_large, status and headers still reported).
+ *   output: a path that exists and is not a regular file (a directory, FIFO, device, socket)
+ *     is refused before anything is sent: the result fails with error "file", sent = false,
+ *     and a message naming the path and its kind. The file is also opened without blocking
+ *     and checked again at the first byte, so a FIFO put there meanwhile cannot hang us. The
+ *     Lua side writes to "<path>.part-..." and renames: it checks the final path first with
+ *     core.is_regular_or_absent(path) (util.c), which applies the same rule.
+ *   max_response caps the body in memory and in output alike (curl_off_t throughout: 2 GiB,
+ *     2^31, and far beyond are exact); a Content-Length over it fails before the body.
+ *   stall_timeout = N (seconds, 0 = none; fractions round up to whole seconds, libcurl's
+ *     unit): a transfer that moves less than 1 byte per second on average for N seconds
+ *     (nothing at all, or a trickle) fails with error "stalled" (curl_code 28, libcurl's
+ *     CURLOPT_LOW_SPEED_LIMIT/TIME). "timeout" stays the kind of the connect and total
+ *     timeouts, so the Lua side can tell a dead download (retryable) from a deadline.
+ *   ca_file, ca_path: CURLOPT_CAINFO / CURLOPT_CAPATH (PEM bundle; hashed directory, as made
+ *     by `openssl rehash`). When neither is given, the environment is read at each request
+ *     as the curl tool reads it (libcurl itself does not): CURL_CA_BUNDLE, else SSL_CERT_FILE
+ *     for the file and SSL_CERT_DIR for the directory; empty values are ignored. Otherwise
+ *     libcurl's built-in defaults (the system store) apply.
  *   engine:step() / engine:wait(ms = 1000) -> { result, ... }   (wait returns at once when
  *     results are already waiting; with nothing in flight it sleeps the ms)
  *   engine:progress(id) -> down_now, down_total, up_now, up_total | nil
@@ -31,17 +51,21 @@
  */
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
 
 #include <curl/curl.h>
 
 #include "buf.h"
 #include "core.h"
+#include "util.h"
 
 #define ENGINE_MT "vidu.engine"
 #define DEFAULT_USER_AGENT "lua-vidu/0.1"
@@ -52,6 +76,12 @@
 /* Response header bytes kept per transfer. Below libcurl 7.88's own total (300 KB, which it
  * reports as a receive error), so that too many headers are reported as too_large. */
 #define MAX_HEADER_BYTES (256 * 1024)
+/* An error answer to a download (output given, status not 2xx) is kept in memory for the
+ * message; a hostile or broken server must not make that a 2 GiB allocation. */
+#define ERROR_BODY_CAP ((curl_off_t)1024 * 1024)
+/* Largest buffer sized up front from a Content-Length; beyond it the buffer grows as bytes
+ * arrive, so a lying header cannot reserve max_response bytes at once. */
+#define PRESIZE_MAX ((curl_off_t)64 * 1024 * 1024)
 
 /* The one global: curl_global_init must run once per process, before any other curl call. */
 static int curl_ready = 0;
@@ -60,6 +90,7 @@ static int curl_ready = 0;
 enum {
 	FAIL_NONE = 0,
 	FAIL_TOO_LARGE, /* body over max_response */
+	FAIL_ERROR_BODY, /* the error answer to a download over ERROR_BODY_CAP */
 	FAIL_HEADERS,   /* headers over MAX_HEADER_BYTES */
 	FAIL_FILE,      /* output/body_file could not be opened, read or written */
 	FAIL_NOMEM,     /* malloc failed inside a callback */
@@ -77,7 +108,9 @@ typedef struct xfer {
 	int done;                 /* 1 once finished (or canceled), until reported */
 	CURLcode code;            /* libcurl's result, valid once done */
 	int fail;                 /* FAIL_* */
+	int stalled;              /* the CURLE_OPERATION_TIMEDOUT was stall_timeout's */
 	int fail_errno;           /* errno of a FAIL_FILE; -1: the file ended early */
+	const char *fail_note;    /* a FAIL_FILE's reason when it is not an errno ("is a FIFO") */
 	const char *fail_what;    /* what a FAIL_FILE was doing: "open", "write", ... */
 	const char *fail_path;    /* and on which file (x->in_path or x->out_path) */
 	struct curl_slist *headers;
@@ -92,6 +125,9 @@ typedef struct xfer {
 	vidu_buf head;            /* raw header lines of the latest response */
 	curl_off_t max_response;
 	curl_off_t received;      /* body bytes of the final response */
+	long stall_s;             /* stall_timeout in whole seconds, 0 = none */
+	long timeout_ms;          /* total timeout, 0 = none */
+	double started;           /* monotonic seconds at request(): tells a stall from timeout */
 	curl_off_t dlnow, dltotal, ulnow, ultotal;
 	char errbuf[CURL_ERROR_SIZE];
 } xfer;
@@ -108,9 +144,9 @@ typedef struct engine {
 /* Request options, read and checked before anything is allocated. Strings point into Lua
  * values kept alive on the stack for the duration of request(). */
 typedef struct req {
-	const char *method, *url, *body, *body_file, *output;
+	const char *method, *url, *body, *body_file, *output, *ca_file, *ca_path;
 	size_t body_len;
-	long connect_ms, timeout_ms, max_redirects;
+	long connect_ms, timeout_ms, max_redirects, stall_s;
 	curl_off_t max_response;
 	int follow;
 	int fresh;                /* CURLOPT_FRESH_CONNECT: never ride a pooled connection */
@@ -149,6 +185,47 @@ static void xfer_file_fail(xfer *x, const char *what, const char *path, int err)
 	x->fail_errno = err;
 }
 
+/* Records a file failure whose reason is a phrase, not an errno ("is a FIFO"). */
+static void xfer_file_refuse(xfer *x, const char *what, const char *path, const char *note)
+{
+	if (x->fail != FAIL_NONE)
+		return;
+	xfer_file_fail(x, what, path, 0);
+	x->fail_note = note;
+}
+
+/* Opens the output for writing without ever blocking (O_NONBLOCK: a FIFO without a reader
+ * fails at once instead of hanging the engine) and keeps it only if it is a regular file:
+ * what request() checked may have been replaced since. NULL on failure, recorded in x. */
+static FILE *open_output(xfer *x)
+{
+	struct stat st;
+	FILE *f;
+	int fd = open(x->out_path, O_WRONLY | O_CREAT | O_TRUNC | O_NONBLOCK | O_NOCTTY, 0666);
+	if (fd < 0) {
+		xfer_file_fail(x, "open output", x->out_path, errno);
+		return NULL;
+	}
+	if (fstat(fd, &st) != 0) {
+		int err = errno;
+		close(fd);
+		xfer_file_fail(x, "open output", x->out_path, err);
+		return NULL;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		close(fd);
+		xfer_file_refuse(x, "open output", x->out_path, "not a regular file");
+		return NULL;
+	}
+	(void)fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+	f = fdopen(fd, "wb");
+	if (f == NULL) {
+		xfer_file_fail(x, "open output", x->out_path, errno);
+		close(fd);
+	}
+	return f;
+}
+
 /* Decides at the first body byte where the body goes: a 2xx body with `output` goes to the
  * file; anything else (an error page) stays in memory so the caller can read why. Opening
  * lazily also means a failed request never truncates an existing file. */
@@ -164,11 +241,9 @@ static int xfer_pick_sink(xfer *x)
 		x->sink = SINK_MEMORY;
 		return 0;
 	}
-	x->out = fopen(x->out_path, "wb");
-	if (x->out == NULL) {
-		xfer_file_fail(x, "open output", x->out_path, errno);
+	x->out = open_output(x);
+	if (x->out == NULL)
 		return -1;
-	}
 	x->sink = SINK_FILE;
 	return 0;
 }
@@ -186,6 +261,12 @@ static size_t on_write(char *p, size_t size, size_t nmemb, void *ud)
 	}
 	if (x->sink == SINK_UNDECIDED && xfer_pick_sink(x) != 0)
 		return 0;
+	if (x->sink == SINK_MEMORY && x->out_path != NULL &&
+		(curl_off_t)len > ERROR_BODY_CAP - x->received) {
+		if (x->fail == FAIL_NONE)
+			x->fail = FAIL_ERROR_BODY;
+		return 0;
+	}
 	if (x->sink == SINK_FILE) {
 		if (fwrite(p, 1, len, x->out) != len) {
 			xfer_file_fail(x, "write output", x->out_path, errno);
@@ -197,7 +278,8 @@ static size_t on_write(char *p, size_t size, size_t nmemb, void *ud)
 			 * by repeated doubling; the cap bounds what a lying header can cost. */
 			curl_off_t cl = -1;
 			curl_easy_getinfo(x->easy, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &cl);
-			if (cl > 0 && cl <= x->max_response && (curl_off_t)(size_t)cl == cl)
+			if (cl > 0 && cl <= x->max_response && cl <= PRESIZE_MAX &&
+				(curl_off_t)(size_t)cl == cl)
 				(void)vidu_buf_reserve(&x->body, (size_t)cl);
 		}
 		if (vidu_buf_append(&x->body, p, len) != 0) {
@@ -326,6 +408,40 @@ static void engine_push_done(engine *e, xfer *x)
 	e->done_tail = x;
 }
 
+/* Case-insensitive ASCII equality (header names, URL schemes). */
+static int equal_ci(const char *a, const char *b)
+{
+	for (; *a != '\0' && *b != '\0'; a++, b++)
+		if (tolower((unsigned char)*a) != tolower((unsigned char)*b))
+			return 0;
+	return *a == *b;
+}
+
+/* Seconds on the monotonic clock (core.now's clock). */
+static double mono_now(void)
+{
+	struct timespec ts;
+	if (clock_gettime(CLOCK_MONOTONIC, &ts) != 0)
+		return 0;
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Whether a CURLE_OPERATION_TIMEDOUT came from the low-speed check of stall_timeout: libcurl
+ * reports it with the same code as the connect and total timeouts. The low-speed check only
+ * runs once the request is out (a connect or TLS timeout comes before any request byte), and
+ * the total timeout only fires once its time has passed since request(), which was before
+ * libcurl's own start. */
+static int is_stall(const xfer *x)
+{
+	long request_size = 0;
+	if (x->stall_s <= 0 || x->easy == NULL)
+		return 0;
+	if (x->timeout_ms > 0 && (mono_now() - x->started) * 1000 >= (double)x->timeout_ms)
+		return 0;
+	curl_easy_getinfo(x->easy, CURLINFO_REQUEST_SIZE, &request_size);
+	return request_size > 0 || x->ulnow > 0 || x->received > 0;
+}
+
 /* Takes a transfer out of libcurl's hands and settles its files: the output must be flushed
  * and closed before the caller is told the download is complete. */
 static void engine_finish(engine *e, xfer *x, CURLcode code)
@@ -335,6 +451,7 @@ static void engine_finish(engine *e, xfer *x, CURLcode code)
 		x->running = 0;
 	}
 	x->code = code;
+	x->stalled = code == CURLE_OPERATION_TIMEDOUT && is_stall(x);
 	if (x->in != NULL) {
 		fclose(x->in);
 		x->in = NULL;
@@ -440,6 +557,16 @@ static const char *opt_string(lua_State *L, int t, const char *k, const char *de
 	return lua_tolstring(L, -1, len);
 }
 
+/* An optional file path field: a non-empty string without NUL (a C string). */
+static const char *opt_path(lua_State *L, int t, const char *k)
+{
+	size_t len;
+	const char *v = opt_string(L, t, k, NULL, &len);
+	if (v != NULL && (len == 0 || strlen(v) != len))
+		luaL_error(L, "%s must be a non-empty path without NUL bytes", k);
+	return v;
+}
+
 /* An optional non-negative finite number field (floats are fine: 2.5 seconds). */
 static lua_Number opt_number(lua_State *L, int t, const char *k, lua_Number def)
 {
@@ -504,15 +631,6 @@ static int has_prefix_ci(const char *s, const char *prefix)
 		if (tolower((unsigned char)*s) != *prefix)
 			return 0;
 	return 1;
-}
-
-/* Case-insensitive ASCII equality for header names. */
-static int equal_ci(const char *a, const char *b)
-{
-	for (; *a != '\0' && *b != '\0'; a++, b++)
-		if (tolower((unsigned char)*a) != tolower((unsigned char)*b))
-			return 0;
-	return *a == *b;
 }
 
 /* RFC 9110 token characters: what a header name or a method may consist of. */
@@ -587,6 +705,7 @@ static const char *error_kind(const xfer *x)
 {
 	switch (x->fail) {
 	case FAIL_TOO_LARGE: return "too_large";
+	case FAIL_ERROR_BODY: return "too_large";
 	case FAIL_HEADERS: return "too_large";
 	case FAIL_FILE: return "file";
 	case FAIL_CANCELED: return "canceled";
@@ -600,7 +719,7 @@ static const char *error_kind(const xfer *x)
 	case CURLE_COULDNT_CONNECT:
 		return "connect";
 	case CURLE_OPERATION_TIMEDOUT:
-		return "timeout";
+		return x->stalled ? "stalled" : "timeout";
 	case CURLE_SEND_ERROR:
 	case CURLE_RECV_ERROR:
 	case CURLE_GOT_NOTHING:
@@ -689,12 +808,17 @@ static void push_message(lua_State *L, const xfer *x)
 	case FAIL_TOO_LARGE:
 		push_too_large(L, x);
 		return;
+	case FAIL_ERROR_BODY:
+		lua_pushfstring(L, "error response to a download larger than %d bytes",
+			(int)ERROR_BODY_CAP);
+		return;
 	case FAIL_HEADERS:
 		lua_pushfstring(L, "response headers larger than %d bytes", MAX_HEADER_BYTES);
 		return;
 	case FAIL_FILE:
 		lua_pushfstring(L, "cannot %s '%s': %s", x->fail_what,
 			x->fail_path != NULL ? x->fail_path : "?",
+			x->fail_note != NULL ? x->fail_note :
 			x->fail_errno > 0 ? strerror(x->fail_errno) :
 			x->fail_errno < 0 ? "the file ended early (changed while being sent)" :
 			"unknown error");
@@ -710,6 +834,14 @@ static void push_message(lua_State *L, const xfer *x)
 	}
 	if (x->code == CURLE_FILESIZE_EXCEEDED) {
 		push_too_large(L, x);
+		return;
+	}
+	if (x->code == CURLE_OPERATION_TIMEDOUT && x->stalled) {
+		char msg[128];
+		snprintf(msg, sizeof(msg), "transfer stalled: less than 1 byte per second for %ld s "
+			"(stall_timeout) after %" CURL_FORMAT_CURL_OFF_T " body bytes", x->stall_s,
+			x->received);
+		lua_pushstring(L, msg);
 		return;
 	}
 	if (x->errbuf[0] != '\0')
@@ -886,6 +1018,32 @@ static int push_finished(lua_State *L, engine *e)
 
 /* ---------------------------------------------------------------- engine methods */
 
+/* A non-empty environment variable, or NULL. */
+static const char *env_nonempty(const char *name)
+{
+	const char *v = getenv(name);
+	return v != NULL && v[0] != '\0' ? v : NULL;
+}
+
+/* CA options; without either, the variables the curl tool reads (libcurl does not). Returns
+ * 0, or -1 when libcurl refuses one (a TLS backend without CAPATH support, no memory). */
+static int set_ca(CURL *h, const req *r)
+{
+	const char *file = r->ca_file, *dir = r->ca_path;
+	if (file == NULL && dir == NULL) {
+		file = env_nonempty("CURL_CA_BUNDLE");
+		if (file == NULL) {
+			file = env_nonempty("SSL_CERT_FILE");
+			dir = env_nonempty("SSL_CERT_DIR");
+		}
+	}
+	if (file != NULL && curl_easy_setopt(h, CURLOPT_CAINFO, file) != CURLE_OK)
+		return -1;
+	if (dir != NULL && curl_easy_setopt(h, CURLOPT_CAPATH, dir) != CURLE_OK)
+		return -1;
+	return 0;
+}
+
 /* Configures the easy handle of a new transfer. Returns NULL, or what failed (the caller
  * frees the transfer and raises). No Lua is touched here. */
 static const char *xfer_setup(engine *e, xfer *x, const req *r, lua_State *L)
@@ -935,6 +1093,12 @@ static const char *xfer_setup(engine *e, xfer *x, const req *r, lua_State *L)
 	curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, r->connect_ms);
 	curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, r->timeout_ms);
 	curl_easy_setopt(h, CURLOPT_MAXFILESIZE_LARGE, r->max_response);
+	if (r->stall_s > 0) {
+		curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, 1L);
+		curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, r->stall_s);
+	}
+	if (set_ca(h, r) != 0)
+		return "cannot set ca_file or ca_path";
 	curl_easy_setopt(h, CURLOPT_USERAGENT, e->user_agent);
 	curl_easy_setopt(h, CURLOPT_HTTPHEADER, x->headers);
 	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_write);
@@ -978,7 +1142,7 @@ static void read_request(lua_State *L, int t, req *r)
 {
 	static const char *const keys[] = { "method", "url", "headers", "body", "body_file",
 		"output", "connect_timeout", "timeout", "max_response", "follow", "max_redirects",
-		"fresh_connect", NULL };
+		"fresh_connect", "stall_timeout", "ca_file", "ca_path", NULL };
 	int headers = 0;
 	size_t mlen;
 	luaL_checktype(L, t, LUA_TTABLE);
@@ -996,9 +1160,12 @@ static void read_request(lua_State *L, int t, req *r)
 	r->body_file = opt_string(L, t, "body_file", NULL, NULL);
 	if (r->body != NULL && r->body_file != NULL)
 		luaL_error(L, "body and body_file are mutually exclusive");
-	r->output = opt_string(L, t, "output", NULL, NULL);
+	r->output = opt_path(L, t, "output");
+	r->ca_file = opt_path(L, t, "ca_file");
+	r->ca_path = opt_path(L, t, "ca_path");
 	r->connect_ms = seconds_to_ms(opt_number(L, t, "connect_timeout", DEFAULT_CONNECT_TIMEOUT));
 	r->timeout_ms = seconds_to_ms(opt_number(L, t, "timeout", 0));
+	r->stall_s = to_long(ceil(opt_number(L, t, "stall_timeout", 0)));
 	r->max_response = (curl_off_t)opt_count(L, t, "max_response", DEFAULT_MAX_RESPONSE);
 	r->follow = opt_bool(L, t, "follow", 1);
 	r->max_redirects = to_long(opt_count(L, t, "max_redirects", DEFAULT_MAX_REDIRECTS));
@@ -1066,6 +1233,9 @@ static int engine_request(lua_State *L)
 		return luaL_error(L, "not enough memory");
 	x->id = e->next_id;
 	x->max_response = r.max_response;
+	x->stall_s = r.stall_s;
+	x->timeout_ms = r.timeout_ms;
+	x->started = mono_now();
 	x->sink = r.output != NULL ? SINK_UNDECIDED : SINK_MEMORY;
 	x->out_path = dup_string(r.output, &nomem);
 	x->in_path = dup_string(r.body_file, &nomem);
@@ -1084,6 +1254,15 @@ static int engine_request(lua_State *L)
 		else
 			x->in_size = (curl_off_t)st.st_size;
 	}
+	if (why == NULL && x->out_path != NULL) {
+		/* Refused before anything is sent: a FIFO would block, a device swallow the body. */
+		int err;
+		const char *bad = vidu_output_target(x->out_path, &err);
+		if (bad != NULL)
+			xfer_file_refuse(x, "write output", x->out_path, bad);
+		else if (err != 0)
+			xfer_file_fail(x, "write output", x->out_path, err);
+	}
 	if (why == NULL)
 		why = xfer_setup(e, x, &r, L);
 	if (why == NULL && x->fail == FAIL_NONE) {
@@ -1099,8 +1278,8 @@ static int engine_request(lua_State *L)
 	}
 	e->next_id++;
 	e->xs[e->n++] = x;
-	if (x->fail != FAIL_NONE)
-		engine_finish(e, x, CURLE_READ_ERROR); /* reported by the next step() */
+	if (x->fail != FAIL_NONE) /* reported by the next step() */
+		engine_finish(e, x, x->fail_path == x->out_path ? CURLE_WRITE_ERROR : CURLE_READ_ERROR);
 	lua_pushinteger(L, x->id);
 	return 1;
 }

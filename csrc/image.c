@@ -3,16 +3,19 @@
  *
  * vidu_image_probe (image.h) is plain C over (pointer, length) and checks the length before
  * every read. When the data ends inside the header it returns VIDU_IMAGE_NEED_MORE with the
- * byte count it needs, which image_info_file uses to read a file a piece at a time.
+ * byte count it needs, which image_info_file uses to read a file a piece at a time. The Lua
+ * half is left out with -DVIDU_IMAGE_NO_LUA (fuzz/fuzz_image.c builds the probe alone).
  */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#ifndef VIDU_IMAGE_NO_LUA
 #include "core.h"
-#include "image.h"
 #include "util.h"
+#endif
+#include "image.h"
 
 static const unsigned char png_signature[8] = { 0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n' };
 
@@ -260,6 +263,8 @@ const char *vidu_image_sniff_mime(const unsigned char *p, size_t n)
 	return NULL;
 }
 
+#ifndef VIDU_IMAGE_NO_LUA
+
 /* ---------------------------------------------------------------------------------------- */
 /* Lua binding. */
 
@@ -374,3 +379,5 @@ void vidu_open_image(lua_State *L)
 {
 	luaL_setfuncs(L, image_funcs, 0);
 }
+
+#endif /* VIDU_IMAGE_NO_LUA */

@@ -1,7 +1,9 @@
 /*
  * util.c: small helpers of vidu.core that the Lua layer needs and plain Lua lacks:
- * a monotonic clock (core.now) and a strict UTF-8 validator/counter (core.utf8_len);
- * and the plain-C file helpers of util.h that b64.c and image.c share.
+ * a monotonic clock (core.now), a strict UTF-8 validator/counter (core.utf8_len) and the
+ * download-target check (core.is_regular_or_absent); and the plain-C helpers of util.h that
+ * b64.c, image.c and engine.c share. The Lua half is left out with -DVIDU_UTIL_NO_LUA (the
+ * fuzz targets in fuzz/ build the plain C half alone).
  */
 #include <errno.h>
 #include <stdint.h>
@@ -9,7 +11,9 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#ifndef VIDU_UTIL_NO_LUA
 #include "core.h"
+#endif
 #include "util.h"
 
 /* Regular-file check and size for the *_file functions (see util.h). */
@@ -37,14 +41,27 @@ size_t vidu_read_full(FILE *f, unsigned char *buf, size_t want)
 	return got;
 }
 
-/* core.now() -> seconds on CLOCK_MONOTONIC as a float (never jumps with the wall clock). */
-static int util_now(lua_State *L)
+/* Download-target check (see util.h). */
+const char *vidu_output_target(const char *path, int *err)
 {
-	struct timespec ts;
-	if (clock_gettime(CLOCK_MONOTONIC, &ts) != 0)
-		return luaL_error(L, "clock_gettime(CLOCK_MONOTONIC) failed");
-	lua_pushnumber(L, (lua_Number)ts.tv_sec + (lua_Number)ts.tv_nsec / 1e9);
-	return 1;
+	struct stat st;
+	*err = 0;
+	if (stat(path, &st) != 0) {
+		if (errno != ENOENT)
+			*err = errno;
+		return NULL;
+	}
+	if (S_ISREG(st.st_mode))
+		return NULL;
+	if (S_ISDIR(st.st_mode))
+		return "is a directory";
+	if (S_ISFIFO(st.st_mode))
+		return "is a FIFO";
+	if (S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode))
+		return "is a device";
+	if (S_ISSOCK(st.st_mode))
+		return "is a socket";
+	return "is not a regular file";
 }
 
 /*
@@ -54,7 +71,7 @@ static int util_now(lua_State *L)
  * an overlong form, a UTF-16 surrogate (U+D800..U+DFFF) or a value above U+10FFFF.
  * The ranges are those of RFC 3629's ABNF, so each rule is checked on the second byte.
  */
-static long utf8_count(const unsigned char *p, size_t n, size_t *bad)
+long vidu_utf8_count(const unsigned char *p, size_t n, size_t *bad)
 {
 	size_t i = 0;
 	long count = 0;
@@ -103,12 +120,27 @@ static long utf8_count(const unsigned char *p, size_t n, size_t *bad)
 	return count;
 }
 
+#ifndef VIDU_UTIL_NO_LUA
+
+/* ---------------------------------------------------------------------------------------- */
+/* Lua binding. */
+
+/* core.now() -> seconds on CLOCK_MONOTONIC as a float (never jumps with the wall clock). */
+static int util_now(lua_State *L)
+{
+	struct timespec ts;
+	if (clock_gettime(CLOCK_MONOTONIC, &ts) != 0)
+		return luaL_error(L, "clock_gettime(CLOCK_MONOTONIC) failed");
+	lua_pushnumber(L, (lua_Number)ts.tv_sec + (lua_Number)ts.tv_nsec / 1e9);
+	return 1;
+}
+
 /* core.utf8_len(s) -> number of characters | nil, 1-based offset of the first invalid byte. */
 static int util_utf8_len(lua_State *L)
 {
 	size_t n, bad = 0;
 	const char *s = luaL_checklstring(L, 1, &n);
-	long count = utf8_count((const unsigned char *)s, n, &bad);
+	long count = vidu_utf8_count((const unsigned char *)s, n, &bad);
 	if (count < 0) {
 		lua_pushnil(L);
 		lua_pushinteger(L, (lua_Integer)(bad + 1));
@@ -118,9 +150,28 @@ static int util_utf8_len(lua_State *L)
 	return 1;
 }
 
+/* core.is_regular_or_absent(path) -> true | false, why: may a download create or replace
+ * path? (a regular file or nothing; not a directory, FIFO, device or socket). The Lua side
+ * downloads into a temporary "<path>.part-..." and renames it, so it asks this about the
+ * final path before fetching, as the engine itself does for `output`. */
+static int util_is_regular_or_absent(lua_State *L)
+{
+	const char *path = luaL_checkstring(L, 1);
+	int err;
+	const char *why = vidu_output_target(path, &err);
+	if (why == NULL && err == 0) {
+		lua_pushboolean(L, 1);
+		return 1;
+	}
+	lua_pushboolean(L, 0);
+	lua_pushstring(L, why != NULL ? why : strerror(err));
+	return 2;
+}
+
 static const luaL_Reg util_funcs[] = {
 	{ "now", util_now },
 	{ "utf8_len", util_utf8_len },
+	{ "is_regular_or_absent", util_is_regular_or_absent },
 	{ NULL, NULL }
 };
 
@@ -129,3 +180,5 @@ void vidu_open_util(lua_State *L)
 {
 	luaL_setfuncs(L, util_funcs, 0);
 }
+
+#endif /* VIDU_UTIL_NO_LUA */

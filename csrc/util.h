@@ -17,4 +17,17 @@ const char *vidu_file_size(const char *path, size_t *size);
  * apart with ferror). Returns the number of bytes read. */
 size_t vidu_read_full(FILE *f, unsigned char *buf, size_t want);
 
+/* Whether path may be created or replaced as a download's output. Returns NULL with *err = 0
+ * when it names a regular file (symbolic links followed) or nothing at all; NULL with *err set
+ * to the errno of a failed stat (a denied search, a component that is not a directory); or,
+ * with *err = 0, what it is instead: "is a directory", "is a FIFO", "is a device", "is a
+ * socket", "is not a regular file". Writing into a FIFO would block and into a device would
+ * send the bytes somewhere else, so downloads refuse such targets. */
+const char *vidu_output_target(const char *path, int *err);
+
+/* Counts the UTF-8 characters of p[0..n) (RFC 3629: no overlong forms, no surrogates, nothing
+ * above U+10FFFF). Returns the count, or -1 with *bad set to the 0-based offset of the first
+ * byte that does not start a valid sequence. */
+long vidu_utf8_count(const unsigned char *p, size_t n, size_t *bad);
+
 #endif

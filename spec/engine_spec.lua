@@ -482,10 +482,85 @@ describe("vidu.core engine", function()
     end)
   end)
 
-  describe("tls", function()
-    -- A self-signed certificate must be refused: verification is on. openssl s_server is
-    -- the peer (the `openssl` package is in the Makefile's deps).
-    local tls_server, dir
+  describe("stall_timeout", function()
+    it("ends a transfer from a server that accepts and never answers", function()
+      local r = fetch(engine, { url = url("/hang"), stall_timeout = 1 })
+      assert.is_false(r.ok)
+      assert.are.equal("stalled", r.error)
+      assert.are.equal(28, r.curl_code)
+      assert.is_true(r.sent)
+      assert.matches("stall_timeout", r.message)
+    end)
+
+    it("ends a request on a reused connection that goes silent", function()
+      assert.are.equal(1, fetch(engine, { url = url("/status/200") }).connects)
+      local r = fetch(engine, { url = url("/hang"), stall_timeout = 1 })
+      assert.are.equal("stalled", r.error)
+      assert.is_true(r.sent)
+    end)
+
+    it("ends a download that trickles, though no gap is as long as the limit", function()
+      -- One byte every 1.5 s: never 3 s of silence, but under 1 byte/s for 3 s.
+      local path = tmpname()
+      local r = fetch(engine, { url = url("/trickle?n=1000&every=1500"), output = path,
+        stall_timeout = 3 })
+      assert.is_false(r.ok)
+      assert.are.equal("stalled", r.error)
+      assert.are.equal(200, r.status)
+      assert.is_true(r.bytes >= 1, "bytes did arrive before the stall")
+      assert.is_true(r.bytes < 1000)
+    end)
+
+    it("leaves a transfer that moves alone", function()
+      local n = 5 * 1024 * 1024
+      local path = tmpname()
+      local r = fetch(engine, { url = url("/bytes?n=" .. n), output = path, stall_timeout = 1 })
+      assert.is_true(r.ok, r.message)
+      assert.are.equal(n, r.bytes)
+    end)
+
+    it("is not the total timeout, which keeps its own kind", function()
+      local r = fetch(engine, { url = url("/hang"), timeout = 0.5, stall_timeout = 30 })
+      assert.are.equal("timeout", r.error)
+    end)
+
+    it("is not a TLS handshake that never completes, which is the connect timeout", function()
+      -- A socket that listens and is never read: the kernel accepts, nobody speaks TLS.
+      local uv = util.luv()
+      local tcp = uv.new_tcp()
+      assert(tcp:bind("127.0.0.1", 0))
+      assert(tcp:listen(8, function() end))
+      local port = tcp:getsockname().port
+      local r = fetch(engine, { url = "https://127.0.0.1:" .. port .. "/", connect_timeout = 1,
+        stall_timeout = 1 })
+      tcp:close()
+      uv.run("nowait")
+      assert.are.equal("timeout", r.error)
+      assert.is_false(r.sent)
+    end)
+
+    it("rounds a fraction up to a whole second", function()
+      local r = fetch(engine, { url = url("/hang"), stall_timeout = 0.2 })
+      assert.are.equal("stalled", r.error)
+      assert.matches("for 1 s", r.message)
+    end)
+  end)
+
+  describe("output targets", function()
+    -- Refused before anything is sent: /reset-once counts the requests it sees for a key.
+    local n = 0
+    local function refused(target, kind_phrase)
+      n = n + 1
+      local key = "target-" .. n
+      local r = fetch(engine, { url = url("/reset-once?key=" .. key), output = target })
+      assert.is_false(r.ok)
+      assert.are.equal("file", r.error)
+      assert.is_false(r.sent)
+      assert.is_nil(r.status)
+      assert.truthy(r.message:find(target, 1, true), r.message)
+      assert.truthy(r.message:find(kind_phrase, 1, true), r.message)
+      assert.are.equal("0", fetch(engine, { url = url("/count?key=" .. key) }).body)
+    end
 
     local function sh(cmd)
       local a, _, c = os.execute(cmd)
@@ -493,14 +568,156 @@ describe("vidu.core engine", function()
       return a == true and (c == nil or c == 0)
     end
 
+    local function fifo()
+      local p = tmpname()
+      os.remove(p)
+      assert(sh("mkfifo " .. p))
+      return p
+    end
+
+    it("refuses a directory", function()
+      local d = tmpname()
+      os.remove(d)
+      assert(sh("mkdir " .. d))
+      refused(d, "is a directory")
+      sh("rmdir " .. d)
+    end)
+
+    it("refuses a FIFO, without blocking on it", function()
+      refused(fifo(), "is a FIFO")
+    end)
+
+    it("refuses a device", function()
+      refused("/dev/null", "is a device")
+    end)
+
+    it("refuses a FIFO put there after the request, when the first byte comes", function()
+      local p = tmpname()
+      os.remove(p)
+      local id = engine:request{ url = url("/bytes?n=1000"), output = p }
+      assert(sh("mkfifo " .. p)) -- request() only looked; the file opens at the first byte
+      local r = drive(engine, { id })[id]
+      assert.is_false(r.ok)
+      assert.are.equal("file", r.error)
+      assert.truthy(r.message:find(p, 1, true), r.message)
+    end)
+
+    it("core.is_regular_or_absent says the same for the Lua side's final path", function()
+      local file = tmpname()
+      write_file(file, "x")
+      assert.is_true(core.is_regular_or_absent(file))
+      os.remove(file)
+      assert.is_true(core.is_regular_or_absent(file))
+      local f = fifo()
+      local ok, why = core.is_regular_or_absent(f)
+      assert.is_false(ok)
+      assert.are.equal("is a FIFO", why)
+      ok, why = core.is_regular_or_absent("/dev/null")
+      assert.is_false(ok)
+      assert.are.equal("is a device", why)
+      ok, why = core.is_regular_or_absent("/")
+      assert.is_false(ok)
+      assert.are.equal("is a directory", why)
+      ok, why = core.is_regular_or_absent("/dev/null/x")
+      assert.is_false(ok)
+      assert.is_string(why)
+    end)
+  end)
+
+  describe("max_response on downloads", function()
+    local GiB = 1024 * 1024 * 1024
+
+    it("takes caps of 2 GiB and far beyond (no 32-bit overflow)", function()
+      for _, cap in ipairs({ 2 * GiB - 1, 2 * GiB, 4 * GiB + 1, 2 ^ 40 }) do
+        local path = tmpname()
+        local r = fetch(engine, { url = url("/bytes?n=100000"), output = path, max_response = cap })
+        assert.is_true(r.ok, r.message)
+        assert.are.equal(100000, r.bytes)
+      end
+    end)
+
+    it("refuses a Content-Length one byte over a cap above 2^31, before the body", function()
+      local cases = { { 2 * GiB, "2147483648" }, { 8 * GiB, "8589934592" } }
+      for _, case in ipairs(cases) do
+        local path = tmpname()
+        os.remove(path)
+        local r = fetch(engine, { url = url("/claim?len=" .. string.format("%.0f", case[1] + 1)),
+          output = path, max_response = case[1] })
+        assert.is_false(r.ok)
+        assert.are.equal("too_large", r.error)
+        assert.truthy(r.message:find(case[2] .. " bytes", 1, true), r.message)
+        assert.is_nil(read_file(path))
+      end
+    end)
+
+    it("lets a Content-Length exactly at such a cap through to the body", function()
+      local path = tmpname()
+      local r = fetch(engine, { url = url("/claim?len=" .. string.format("%.0f", 4 * GiB)),
+        output = path, max_response = 4 * GiB })
+      -- The server sends 10 bytes of the 4 GiB it claimed: a short body, not too_large.
+      assert.is_false(r.ok)
+      assert.are.equal("reset", r.error)
+      assert.are.equal(10, r.bytes)
+      assert.are.equal(pattern(10), read_file(path))
+    end)
+
+    it("keeps a download's error answer in memory only up to 1 MiB", function()
+      local path = tmpname()
+      write_file(path, "precious")
+      local r = fetch(engine, { url = url("/error-big?bytes=2000"), output = path,
+        max_response = 2 * GiB })
+      assert.is_true(r.ok)
+      assert.are.equal(500, r.status)
+      assert.are.equal(pattern(2000), r.body)
+      r = fetch(engine, { url = url("/error-big?bytes=" .. (2 * 1024 * 1024)), output = path,
+        max_response = 2 * GiB })
+      assert.is_false(r.ok)
+      assert.are.equal("too_large", r.error)
+      assert.are.equal(500, r.status)
+      assert.matches("error response", r.message)
+      assert.are.equal("precious", read_file(path))
+    end)
+  end)
+
+  describe("tls", function()
+    -- A private CA made here with openssl, a leaf for 127.0.0.1 signed by it, and
+    -- `openssl s_server -www` as the peer (the `openssl` package is in the Makefile's deps).
+    -- Verification is on: refused by default, accepted once the CA is named.
+    local tls_server, dir, https_url
+
+    local function sh(cmd)
+      local a, _, c = os.execute(cmd)
+      if type(a) == "number" then return a == 0 end
+      return a == true and (c == nil or c == 0)
+    end
+
+    -- A self-signed CA certificate and key under dir/<name>.pem, dir/<name>.key.
+    local function make_ca(name, cn)
+      assert(sh(("openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes " ..
+        "-keyout %s/%s.key -out %s/%s.pem -days 2 -subj '/CN=%s' " ..
+        "-addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign " ..
+        "2>/dev/null"):format(dir, name, dir, name, cn)))
+    end
+
     setup(function()
       dir = os.tmpname()
       os.remove(dir)
       assert(sh("mkdir " .. dir))
-      assert(sh(("openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes " ..
-        "-keyout %s/key.pem -out %s/cert.pem -days 1 -subj /CN=localhost 2>/dev/null"):format(dir, dir)))
-      tls_server = testserver.spawn(("openssl s_server -accept 127.0.0.1:0 -cert %s/cert.pem " ..
-        "-key %s/key.pem -www 2>/dev/null"):format(dir, dir), "^ACCEPT")
+      make_ca("ca", "lua-vidu test CA")
+      make_ca("other", "some other CA")
+      write_file(dir .. "/leaf.ext", "subjectAltName=IP:127.0.0.1,DNS:localhost\n" ..
+        "basicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n")
+      assert(sh(("openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes " ..
+        "-keyout %s/leaf.key -out %s/leaf.csr -subj /CN=127.0.0.1 2>/dev/null"):format(dir, dir)))
+      assert(sh(("openssl x509 -req -in %s/leaf.csr -CA %s/ca.pem -CAkey %s/ca.key " ..
+        "-CAcreateserial -days 2 -out %s/leaf.pem -extfile %s/leaf.ext 2>/dev/null")
+        :format(dir, dir, dir, dir, dir)))
+      -- A hashed directory holding only the CA, for ca_path / SSL_CERT_DIR.
+      assert(sh(("mkdir %s/hashed && cp %s/ca.pem %s/hashed/ && openssl rehash %s/hashed")
+        :format(dir, dir, dir, dir)))
+      tls_server = testserver.spawn(("openssl s_server -accept 127.0.0.1:0 -cert %s/leaf.pem " ..
+        "-key %s/leaf.key -www 2>/dev/null"):format(dir, dir), "^ACCEPT")
+      https_url = "https://127.0.0.1:" .. tls_server.line:match(":(%d+)%s*$") .. "/"
     end)
 
     teardown(function()
@@ -509,12 +726,81 @@ describe("vidu.core engine", function()
     end)
 
     it("refuses a certificate it cannot verify, before sending anything", function()
-      local port = tls_server.line:match(":(%d+)%s*$")
-      local r = fetch(engine, { method = "POST", url = "https://127.0.0.1:" .. port .. "/",
-        body = "x" })
+      local r = fetch(engine, { method = "POST", url = https_url, body = "x" })
       assert.is_false(r.ok)
       assert.are.equal("tls", r.error)
       assert.is_false(r.sent)
+    end)
+
+    it("accepts it with ca_file naming the private CA", function()
+      local r = fetch(engine, { url = https_url, ca_file = dir .. "/ca.pem" })
+      assert.is_true(r.ok, r.message)
+      assert.are.equal(200, r.status)
+    end)
+
+    it("accepts it with ca_path naming a hashed directory that holds the CA", function()
+      local r = fetch(engine, { url = https_url, ca_path = dir .. "/hashed" })
+      assert.is_true(r.ok, r.message)
+      assert.are.equal(200, r.status)
+    end)
+
+    it("still refuses it with a ca_file of another CA, or one that does not exist", function()
+      for _, file in ipairs({ dir .. "/other.pem", dir .. "/missing.pem" }) do
+        local r = fetch(engine, { url = https_url, ca_file = file })
+        assert.is_false(r.ok)
+        assert.are.equal("tls", r.error)
+        assert.is_false(r.sent)
+      end
+    end)
+
+    describe("reads the curl tool's variables in a child process", function()
+      -- libcurl ignores these; the engine reads them at each request when neither ca_file
+      -- nor ca_path is given. Each row: environment, request options -> ok or the error.
+      local LUA = os.getenv("VIDU_LUA") or "lua5.4"
+      local script
+      setup(function()
+        script = util.write_tmp([[
+local core = require("vidu.core")
+local e = core.engine{}
+local id = e:request{ url = arg[1], ca_file = arg[2] ~= "" and arg[2] or nil }
+local deadline = core.now() + 60
+while core.now() < deadline do
+  local r = e:wait(50)[1]
+  if r then io.write(r.ok and "ok" or r.error) os.exit(0) end
+end
+io.write("deadline")
+]])
+      end)
+      teardown(function() if script then os.remove(script) end end)
+
+      local function child(env, ca_file)
+        local vars = {}
+        for k, v in pairs(env) do vars[#vars + 1] = k .. "=" .. util.shell_quote(v:gsub("DIR", dir)) end
+        table.sort(vars)
+        local cmd = ("env -u CURL_CA_BUNDLE -u SSL_CERT_FILE -u SSL_CERT_DIR %s %s %s %s %s")
+          :format(table.concat(vars, " "), LUA, script, https_url,
+            util.shell_quote(ca_file and ca_file:gsub("DIR", dir) or ""))
+        local p = assert(io.popen(cmd, "r"))
+        local out = p:read("*a")
+        p:close()
+        return out
+      end
+
+      local cases = {
+        { "nothing set", {}, nil, "tls" },
+        { "SSL_CERT_FILE", { SSL_CERT_FILE = "DIR/ca.pem" }, nil, "ok" },
+        { "CURL_CA_BUNDLE", { CURL_CA_BUNDLE = "DIR/ca.pem" }, nil, "ok" },
+        { "SSL_CERT_DIR", { SSL_CERT_DIR = "DIR/hashed" }, nil, "ok" },
+        { "CURL_CA_BUNDLE over SSL_CERT_FILE", { CURL_CA_BUNDLE = "DIR/other.pem",
+          SSL_CERT_FILE = "DIR/ca.pem" }, nil, "tls" },
+        { "an empty SSL_CERT_FILE is ignored", { SSL_CERT_FILE = "" }, nil, "tls" },
+        { "ca_file over the environment", { SSL_CERT_FILE = "DIR/other.pem" }, "DIR/ca.pem", "ok" },
+      }
+      for _, case in ipairs(cases) do
+        it(case[1] .. " -> " .. case[4], function()
+          assert.are.equal(case[4], child(case[2], case[3]))
+        end)
+      end
     end)
   end)
 
@@ -619,6 +905,13 @@ describe("vidu.core engine", function()
       { "bad method", { url = "http://x/", method = "GE T" }, "invalid method" },
       { "two bodies", { url = "http://x/", body = "a", body_file = "/etc/passwd" },
         "mutually exclusive" },
+      { "negative stall_timeout", { url = "http://x/", stall_timeout = -1 }, "non%-negative" },
+      { "stall_timeout type", { url = "http://x/", stall_timeout = "60" },
+        "stall_timeout must be a number" },
+      { "NaN stall_timeout", { url = "http://x/", stall_timeout = 0 / 0 }, "non%-negative" },
+      { "ca_file type", { url = "http://x/", ca_file = true }, "ca_file must be a string" },
+      { "empty ca_path", { url = "http://x/", ca_path = "" }, "ca_path must be a non%-empty path" },
+      { "NUL in output", { url = "http://x/", output = "a\0b" }, "output must be a non%-empty path" },
     }
     for _, case in ipairs(cases) do
       it(case[1], function()

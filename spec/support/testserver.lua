@@ -23,6 +23,11 @@
 --   /reset-once?key=K      the first request for K: read, then the connection reset; later
 --                          ones: 200. /count?key=K: how many requests /reset-once saw for K
 --   /echo                  the request body back; X-Body-Length, X-Method, X-Content-Type
+--   /trickle?n=N&every=MS  headers promising N bytes, then one byte every MS ms (a stall that
+--                          is not silence); stops with the connection
+--   /error-big?bytes=N     status 500 with a body of N bytes
+--   /claim?len=N           headers claiming Content-Length N (any size, 2^31 and beyond),
+--                          then 10 bytes and a clean close
 local uv = require("luv")
 local http = require("vidu.emulator.http")
 local cjson = require("cjson")
@@ -136,6 +141,30 @@ routes["/echo"] = function(req, res)
     ["X-Content-Type"] = req.headers["content-type"] or "",
     ["Content-Type"] = "application/octet-stream",
   }, body)
+end
+
+routes["/trickle"] = function(req, res)
+  local n, every = number_param(req, "n", 100), number_param(req, "every", 2000)
+  res:stream(200, { ["Content-Length"] = tostring(n), ["Content-Type"] = "application/octet-stream" })
+  local sent = 0
+  local function tick()
+    if res.conn.closed or res.done then return end
+    res:write("x")
+    sent = sent + 1
+    if sent < n then res:after(every, tick) else res:finish() end
+  end
+  tick()
+end
+
+routes["/error-big"] = function(req, res)
+  res:send(500, { ["Content-Type"] = "application/octet-stream" }, body_of(number_param(req, "bytes", 0)))
+end
+
+routes["/claim"] = function(req, res)
+  res:stream(200, { ["Content-Length"] = req.params.len or "0",
+    ["Content-Type"] = "application/octet-stream" })
+  res:write(body_of(10))
+  res:close_now()
 end
 
 local function handler(req, res)

@@ -11,6 +11,8 @@
 -- webhook_duplicate, webhook_out_of_order.
 --   GET  /_emulator/health
 local json = require("vidu.emulator.json")
+local util = require("vidu.emulator.util")
+local image = require("vidu.emulator.image")
 
 local M = {}
 
@@ -41,12 +43,21 @@ local function public_config(app)
   return c
 end
 
+-- The log as JSON, which must be UTF-8: a body that is not (an image upload, any binary) is
+-- given as body_base64 instead of body; header values, path and query that are not have their
+-- bytes >= 0x80 written as \xNN.
 local function log_view(entries)
   local out = json.array()
   for i, e in ipairs(entries) do
-    out[i] = { method = e.method, path = e.path, query = e.query, headers = e.headers, body = e.body,
-      time = e.time, status = e.status, fault = e.fault, body_truncated = e.body_truncated,
-      body_size = e.body_size }
+    local headers = {}
+    for k, v in pairs(e.headers or {}) do headers[util.json_text(k)] = util.json_text(v) end
+    local body, body_base64 = e.body, nil
+    if body and not util.is_utf8(body) then
+      body, body_base64 = nil, image.b64encode(body)
+    end
+    out[i] = { method = e.method, path = util.json_text(e.path), query = util.json_text(e.query),
+      headers = headers, body = body, body_base64 = body_base64, time = e.time, status = e.status,
+      fault = e.fault, body_truncated = e.body_truncated, body_size = e.body_size }
   end
   return out
 end

@@ -41,6 +41,8 @@ M.DEFAULTS = {
   stream_interval = 0.2,     -- fal status/stream: seconds between events
   log_limit = 20000,         -- requests kept in the log (oldest dropped first)
   log_body_limit = 4194304,  -- bytes of each logged body
+  ffmpeg_timeout = 120,      -- seconds an ffmpeg run may take; killed past it (bundled video served)
+  -- ffmpeg = false (--no-ffmpeg): never run ffmpeg; a path: that program; unset: ffmpeg on PATH
 }
 
 local App = {}
@@ -264,8 +266,15 @@ function M.start(opts)
   app.server = srv
   app.url = srv.url
   local vcfg = app.config.video or {}
+  -- Not `x == false and false or nil`: that is always nil, which once made --no-ffmpeg a no-op.
+  local ffmpeg
+  if app.config.ffmpeg == false then
+    ffmpeg = false
+  elseif type(app.config.ffmpeg) == "string" then
+    ffmpeg = app.config.ffmpeg
+  end
   app.media = media.new{ dir = app.dir, base_url = app.url, fps = vcfg.fps, size = vcfg.size,
-    ffmpeg = (app.config.ffmpeg == false) and false or nil }
+    ffmpeg = ffmpeg, timeout = tonumber(app.config.ffmpeg_timeout) }
   app.signing_key = sign.available() and sign.ed25519_keygen(app.dir) or nil
   for _, name in ipairs(M.PROVIDERS) do
     local p = require("vidu.emulator.providers." .. name)
@@ -294,7 +303,7 @@ function App:close()
   self.tasks:clear()
   self.webhooks:clear()
   self.server:close()
-  self.media:cleanup()
+  self.media:close()
   if self.signing_key then os.remove(self.signing_key.pem) end
   uv.fs_rmdir(self.dir)
 end

@@ -2,7 +2,9 @@
 -- image, with motion following movement_amplitude and length following duration), cover
 -- images, and files clients uploaded. One video per (image, duration, amplitude), made
 -- asynchronously and at most `max_jobs` ffmpeg processes at a time, so a thousand tasks from one
--- image cost one ffmpeg run and the server never blocks.
+-- image cost one ffmpeg run and the server never blocks. Each ffmpeg run has a time limit
+-- (`timeout`, killed past it: the bundled video is served instead), and close() kills the runs
+-- still going, so no ffmpeg outlives the emulator that started it.
 -- luacheck: ignore 212/self
 local uv = require("luv")
 local proc = require("vidu.emulator.proc")
@@ -20,13 +22,15 @@ local function module_dir()
   return dir or "."
 end
 
---- New media store. opts: dir (scratch directory), base_url, ffmpeg (path or false),
--- fps, size (longest side in pixels), max_jobs.
+--- New media store. opts: dir (scratch directory), base_url, ffmpeg (false: none, a path, or
+-- nil: the one on PATH), timeout (seconds an ffmpeg run may take, default 120), fps, size
+-- (longest side in pixels), max_jobs.
 function M.new(opts)
   local self = setmetatable({
     dir = opts.dir, base_url = opts.base_url or "", fps = opts.fps or 12, size = opts.size or 640,
     max_jobs = opts.max_jobs or 2, running = 0, waiting = {}, jobs = {}, uploads = {},
-    nupload = 0, assets = module_dir() .. "/assets", runs = 0,
+    nupload = 0, assets = module_dir() .. "/assets", runs = 0, timeout = opts.timeout or 120,
+    children = {},
   }, M)
   if opts.ffmpeg == false then
     self.ffmpeg = nil
@@ -34,6 +38,18 @@ function M.new(opts)
     self.ffmpeg = opts.ffmpeg or proc.which("ffmpeg")
   end
   return self
+end
+
+--- Runs ffmpeg with args under the time limit, keeping the child so close() can kill it.
+-- cb(code, stdout, stderr) as proc.run; never called once the store is closed. -> started?
+function M:ffmpeg_run(args, cb)
+  local child
+  child = proc.run(self.ffmpeg, args, { timeout = self.timeout }, function(code, out, err)
+    self.children[child] = nil
+    if not self.closed then cb(code, out, err) end
+  end)
+  if child then self.children[child] = true end
+  return child ~= nil
 end
 
 --- Forget uploads (videos stay cached: they depend only on their inputs).
@@ -80,7 +96,6 @@ end
 --- Makes a job's video from its image (or a test pattern) and its cover with ffmpeg, then
 -- marks the job ready (the bundled files stand in when ffmpeg fails) and calls done().
 function M:run(job, done)
-  local ff = self.ffmpeg
   local args = { "-nostdin", "-y", "-loglevel", "error" }
   if job.image_path then
     for _, a in ipairs({ "-loop", "1", "-framerate", tostring(self.fps), "-i", job.image_path,
@@ -92,19 +107,25 @@ function M:run(job, done)
   for _, a in ipairs({ "-t", tostring(job.duration), "-c:v", "libx264", "-preset", "ultrafast",
     "-pix_fmt", "yuv420p", "-movflags", "+faststart", job.video }) do args[#args + 1] = a end
   self.runs = self.runs + 1
-  local started = proc.run(ff, args, nil, function(code, _, err)
+  local started = self:ffmpeg_run(args, function(code, _, err)
     if code ~= 0 or not file_exists(job.video) then
       io.stderr:write("vidu-emulator: ffmpeg failed (", tostring(code), "): ", err, "\n")
+      os.remove(job.video) -- a killed run may leave half a file
       ready(job, false)
       return done()
     end
-    proc.run(ff, { "-nostdin", "-y", "-loglevel", "error", "-i", job.video, "-frames:v", "1",
-      "-q:v", "5", job.cover }, nil, function(ccode)
+    local cover_started = self:ffmpeg_run({ "-nostdin", "-y", "-loglevel", "error", "-i", job.video,
+      "-frames:v", "1", "-q:v", "5", job.cover }, function(ccode)
       if ccode ~= 0 then job.cover = job.asset_cover end
       if job.image_path then os.remove(job.image_path) end
       ready(job, true)
       done()
     end)
+    if not cover_started then
+      job.cover = job.asset_cover
+      ready(job, true)
+      done()
+    end
   end)
   if not started then
     ready(job, false)
@@ -250,6 +271,14 @@ function M:serve(req, res, kind, key)
     http.send_bytes(req, res, { ["Content-Type"] = kind == "v" and "video/mp4" or "image/jpeg" },
       job[field])
   end)
+end
+
+--- Kill the ffmpeg runs still going (their jobs never finish) and remove the scratch files.
+function M:close()
+  self.closed = true
+  for child in pairs(self.children) do child:kill() end
+  self.children = {}
+  self:cleanup()
 end
 
 --- Remove the scratch files.

@@ -60,6 +60,53 @@ function M.as_int(v, allow_string)
   return v
 end
 
+--- Strict UTF-8 (RFC 3629) in plain Lua, for when vidu.core is not at hand (is_utf8 uses it).
+function M.utf8_valid_lua(s)
+  local byte, find = string.byte, string.find
+  local i, n = 1, #s
+  while i <= n do
+    i = find(s, "[\128-\255]", i)
+    if not i then return true end
+    local c = byte(s, i)
+    local len, lo, hi
+    lo, hi = 0x80, 0xBF
+    if c >= 0xC2 and c <= 0xDF then len = 2
+    elseif c >= 0xE0 and c <= 0xEF then
+      len = 3
+      if c == 0xE0 then lo = 0xA0 elseif c == 0xED then hi = 0x9F end
+    elseif c >= 0xF0 and c <= 0xF4 then
+      len = 4
+      if c == 0xF0 then lo = 0x90 elseif c == 0xF4 then hi = 0x8F end
+    else
+      return false
+    end
+    local b = byte(s, i + 1)
+    if not b or b < lo or b > hi then return false end
+    for k = 2, len - 1 do
+      b = byte(s, i + k)
+      if not b or b < 0x80 or b > 0xBF then return false end
+    end
+    i = i + len
+  end
+  return true
+end
+
+local has_core, core = pcall(require, "vidu.core")
+if not has_core or type(core) ~= "table" or not core.utf8_len then core = nil end
+
+--- Is s valid UTF-8? (what a JSON text must be)
+function M.is_utf8(s)
+  if core then return core.utf8_len(s) ~= nil end
+  return M.utf8_valid_lua(s)
+end
+
+--- s as a JSON-safe string: unchanged when it is UTF-8, else every byte >= 0x80 written as the
+-- four characters \xNN (for header values, paths and queries in the request log).
+function M.json_text(s)
+  if type(s) ~= "string" or M.is_utf8(s) then return s end
+  return (s:gsub("[\128-\255]", function(ch) return string.format("\\x%02X", ch:byte()) end))
+end
+
 --- Shallow copy.
 function M.copy(t)
   local c = {}
