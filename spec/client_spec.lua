@@ -1,6 +1,7 @@
 -- vidu.client: options, keys, and what a client shows of itself.
 local vidu = require("vidu")
 local client_mod = require("vidu.client")
+local util = require("support.util")
 
 local KEY = "sk-client-spec-0123456789abcdef"
 
@@ -90,6 +91,51 @@ describe("vidu.client", function()
       assert.falsy(tostring(err):find("secret-pw", 1, true))
       assert.falsy(tostring(err):find(KEY, 1, true))
     end
+  end)
+
+  describe("trust: a private CA", function()
+    local tls
+    setup(function() tls = require("support.tls").start() end)
+    teardown(function() if tls then tls:stop() end end)
+
+    local function get(opts)
+      local o = { api_key = KEY, base_url = tls.url, scheduler = require("vidu.scheduler").new(),
+        retries = 1 }
+      for k, v in pairs(opts) do o[k] = v end
+      return vidu.client(driver(), o):request{ path = "/" }
+    end
+
+    it("is refused by default, accepted with ca_file or ca_path", function()
+      local resp, err = get{}
+      assert.is_nil(resp)
+      assert.are.equal("network", err.kind)
+      assert.are.equal("tls", err.code)
+      assert.are.equal(200, assert(get{ ca_file = tls.dir .. "/ca.pem" }).status)
+      assert.are.equal(200, assert(get{ ca_path = tls.dir .. "/hashed" }).status)
+      local _, oerr = get{ ca_file = tls.dir .. "/other.pem" }
+      assert.are.equal("tls", oerr.code)
+    end)
+
+    it("honours SSL_CERT_FILE and CURL_CA_BUNDLE in a fresh process", function()
+      local lua = os.getenv("VIDU_LUA") or "lua5.4"
+      local script = util.write_tmp(table.concat({
+        "local vidu = require('vidu')",
+        "local c = vidu.client({ name = 't', auth_header = function(k) return 'Bearer ' .. k end },",
+        "  { api_key = 'k-123456', base_url = arg[1], retries = 1 })",
+        "local r, e = c:request{ path = '/' }",
+        "io.write(r and tostring(r.status) or tostring(e.code))",
+      }, "\n"))
+      local function run(env)
+        local p = assert(io.popen(env .. " " .. lua .. " " .. script .. " " .. tls.url))
+        local out = p:read("*a")
+        p:close()
+        return out
+      end
+      assert.are.equal("tls", run("env -u SSL_CERT_FILE -u CURL_CA_BUNDLE"))
+      assert.are.equal("200", run("env -u CURL_CA_BUNDLE SSL_CERT_FILE=" .. tls.dir .. "/ca.pem"))
+      assert.are.equal("200", run("env CURL_CA_BUNDLE=" .. tls.dir .. "/ca.pem"))
+      os.remove(script)
+    end)
   end)
 
   it("checks runtime options and passes provider options to the driver", function()

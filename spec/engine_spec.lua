@@ -683,46 +683,15 @@ describe("vidu.core engine", function()
     -- A private CA made here with openssl, a leaf for 127.0.0.1 signed by it, and
     -- `openssl s_server -www` as the peer (the `openssl` package is in the Makefile's deps).
     -- Verification is on: refused by default, accepted once the CA is named.
-    local tls_server, dir, https_url
-
-    local function sh(cmd)
-      local a, _, c = os.execute(cmd)
-      if type(a) == "number" then return a == 0 end
-      return a == true and (c == nil or c == 0)
-    end
-
-    -- A self-signed CA certificate and key under dir/<name>.pem, dir/<name>.key.
-    local function make_ca(name, cn)
-      assert(sh(("openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes " ..
-        "-keyout %s/%s.key -out %s/%s.pem -days 2 -subj '/CN=%s' " ..
-        "-addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign " ..
-        "2>/dev/null"):format(dir, name, dir, name, cn)))
-    end
+    local tls, dir, https_url
 
     setup(function()
-      dir = os.tmpname()
-      os.remove(dir)
-      assert(sh("mkdir " .. dir))
-      make_ca("ca", "lua-vidu test CA")
-      make_ca("other", "some other CA")
-      write_file(dir .. "/leaf.ext", "subjectAltName=IP:127.0.0.1,DNS:localhost\n" ..
-        "basicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n")
-      assert(sh(("openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes " ..
-        "-keyout %s/leaf.key -out %s/leaf.csr -subj /CN=127.0.0.1 2>/dev/null"):format(dir, dir)))
-      assert(sh(("openssl x509 -req -in %s/leaf.csr -CA %s/ca.pem -CAkey %s/ca.key " ..
-        "-CAcreateserial -days 2 -out %s/leaf.pem -extfile %s/leaf.ext 2>/dev/null")
-        :format(dir, dir, dir, dir, dir)))
-      -- A hashed directory holding only the CA, for ca_path / SSL_CERT_DIR.
-      assert(sh(("mkdir %s/hashed && cp %s/ca.pem %s/hashed/ && openssl rehash %s/hashed")
-        :format(dir, dir, dir, dir)))
-      tls_server = testserver.spawn(("openssl s_server -accept 127.0.0.1:0 -cert %s/leaf.pem " ..
-        "-key %s/leaf.key -www 2>/dev/null"):format(dir, dir), "^ACCEPT")
-      https_url = "https://127.0.0.1:" .. tls_server.line:match(":(%d+)%s*$") .. "/"
+      tls = require("support.tls").start()
+      dir, https_url = tls.dir, tls.url
     end)
 
     teardown(function()
-      if tls_server then tls_server:stop() end
-      if dir then sh("rm -rf " .. dir) end
+      if tls then tls:stop() end
     end)
 
     it("refuses a certificate it cannot verify, before sending anything", function()

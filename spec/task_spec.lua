@@ -376,6 +376,45 @@ describe("task", function()
       assert.has_error(function() task:download(dir .. "/x.mp4", { max_size = 0 }) end)
     end)
 
+    it("ends a download that stalls with a retryable timeout (stall_timeout)", function()
+      local c = client_mod.new(test_driver(srv.url, true), {
+        api_key = KEY, scheduler = sched, retries = 2, retry = { base = 0.01, cap = 0.02 },
+        stall_timeout = 1,
+      })
+      srv:script("video", { { hang = true } })
+      local task = assert(c:task("dl-9", { poll = false }))
+      task.status, task.video_url = "succeeded", srv.url .. "/s/video"
+      local t0 = sched:time()
+      local ok, err = task:download(dir .. "/stalled.mp4")
+      assert.is_nil(ok)
+      assert.are.equal("timeout", err.kind)
+      assert.are.equal("stalled", err.code)
+      assert.is_true(err.retryable)
+      assert.are.equal(2, #srv:log("video"))   -- retried once, then gave up
+      assert.is_true(sched:time() - t0 < 20)
+      assert.are.same({}, leftovers(dir, "stalled.mp4"))
+      -- The per-download option wins over the client's.
+      srv:reset()
+      srv:script("video", { { hang = true } })
+      local _, err2 = task:download(dir .. "/stalled.mp4", { stall_timeout = 1 })
+      assert.are.equal("stalled", err2.code)
+    end)
+
+    it("refuses a path that is not a regular file, fetching nothing", function()
+      srv:script("video", { { status = 200, bytes = 10 } })
+      local task = succeeded_task(srv.url .. "/s/video")
+      local fifo = dir .. "/a.fifo"
+      assert(os.execute("mkfifo " .. fifo))
+      for _, target in ipairs({ fifo, dir, "/dev/null" }) do
+        local ok, err = task:download(target)
+        assert.is_nil(ok)
+        assert.are.equal("io", err.kind, target)
+        assert.are.equal("path", err.field)
+      end
+      assert.are.equal(0, #srv:log("video"))
+      os.remove(fifo)
+    end)
+
     it("retries a 503 and then succeeds", function()
       srv:script("video", { { status = 503 }, { status = 200, bytes = 1000 } })
       local task = succeeded_task(srv.url .. "/s/video")

@@ -26,6 +26,7 @@ local RUNTIME = {
   api_key = "string", base_url = "string", timeout = "number", connect_timeout = "number",
   download_timeout = "number", poll = "table", retries = "number", retry = "table",
   max_connections = "number", scheduler = "table", on_event = "function",
+  stall_timeout = "number", ca_file = "string", ca_path = "string",
 }
 
 --- The runtime's options, name -> Lua type (the README's Clients table is checked against it).
@@ -84,7 +85,10 @@ end
 -- download_timeout (default 0 = none), poll = { first, max, factor [, interval] } (task:wait's
 -- schedule; see Task:wait), retries (total attempts per request, default 5), retry (a
 -- retry.policy table), max_connections (per host, default 32), scheduler, on_event =
--- function(event) (see Client:_emit); other names go to the driver.
+-- function(event) (see Client:_emit), stall_timeout (a download without progress for this
+-- long ends with a retryable error; default 60 s, 0 = none), ca_file / ca_path (a private or
+-- corporate CA; else $CURL_CA_BUNDLE, $SSL_CERT_FILE, $SSL_CERT_DIR, else the system's);
+-- other names go to the driver.
 -- A missing key raises: it is a setup mistake. Against the emulator any non-empty key works.
 function client_mod.new(name, opts)
   local driver = load_driver(name)
@@ -102,7 +106,7 @@ function client_mod.new(name, opts)
     end
   end
   local pname = driver.name or tostring(name)
-  for _, k in ipairs({ "timeout", "connect_timeout", "download_timeout" }) do
+  for _, k in ipairs({ "timeout", "connect_timeout", "download_timeout", "stall_timeout" }) do
     local v = opts[k]
     if v ~= nil and (v ~= v or v < 0 or v == math.huge) then
       error("vidu.client: option " .. k .. " must be a number of seconds >= 0", 2)
@@ -168,6 +172,7 @@ function client_mod.new(name, opts)
     timeout = opts.timeout or 30,
     connect_timeout = opts.connect_timeout or 10,
     download_timeout = opts.download_timeout or 0,
+    stall_timeout = opts.stall_timeout or 60,
     poll = poll,
     retry = retry.policy(policy_opts),
     max_connections = max_connections,
@@ -182,6 +187,7 @@ function client_mod.new(name, opts)
     auth_header = driver.auth_header, parse_error = driver.parse_error,
     scheduler = self.scheduler, base_url = base_url, timeout = self.timeout,
     connect_timeout = self.connect_timeout, download_timeout = self.download_timeout,
+    stall_timeout = self.stall_timeout, ca_file = opts.ca_file, ca_path = opts.ca_path,
     policy = self.retry, max_connections = max_connections,
   }
   -- What this client's finished tasks taught about how long a task takes (see vidu.pace).

@@ -20,7 +20,7 @@ local SPEC = {
   method = true, url = true, path = true, json = true, body = true, body_file = true,
   headers = true, idempotent = true, auth = true, output = true, timeout = true,
   connect_timeout = true, on_progress = true, max_response = true, attempts = true,
-  expect_json = true, deadline = true, read_errors = true,
+  expect_json = true, deadline = true, read_errors = true, stall_timeout = true,
 }
 
 -- RFC 9110 idempotent methods; POST and PATCH are not.
@@ -32,13 +32,15 @@ Requester.__index = Requester
 --- Binds a request path. cfg: provider (name for errors), key (function returning the API
 -- key), auth_header (function(key) -> header value, or nil), parse_error (function(resp) ->
 -- { code, message, kind, retryable, request_id }, or nil), scheduler, base_url, timeout,
--- connect_timeout, download_timeout, policy (a retry.policy), max_connections.
+-- connect_timeout, download_timeout, stall_timeout (downloads: seconds without progress),
+-- ca_file, ca_path, policy (a retry.policy), max_connections.
 function http.new(cfg)
   return setmetatable({
     provider = cfg.provider, key = cfg.key, auth_header = cfg.auth_header,
     parse_error = cfg.parse_error, scheduler = cfg.scheduler, base_url = cfg.base_url,
     timeout = cfg.timeout, connect_timeout = cfg.connect_timeout,
-    download_timeout = cfg.download_timeout, policy = cfg.policy,
+    download_timeout = cfg.download_timeout, stall_timeout = cfg.stall_timeout,
+    ca_file = cfg.ca_file, ca_path = cfg.ca_path, policy = cfg.policy,
     max_connections = cfg.max_connections,
     slots = {}, requests = 0, retries = 0,
   }, Requester)
@@ -144,7 +146,7 @@ function Requester:_status_error(resp, parsed, idempotent)
   return err
 end
 
-local NET_KIND = { timeout = "timeout", canceled = "canceled", file = "io" }
+local NET_KIND = { timeout = "timeout", stalled = "timeout", canceled = "canceled", file = "io" }
 
 function Requester:_transfer_error(item, method, url, uncertain)
   if uncertain then
@@ -237,6 +239,9 @@ function Requester:request(spec, deadline)
     output = spec.output, timeout = timeout,
     connect_timeout = spec.connect_timeout or self.connect_timeout,
     max_response = spec.max_response,
+    -- A download that stops moving ends (retryably) instead of hanging forever.
+    stall_timeout = spec.stall_timeout or (spec.output and self.stall_timeout) or nil,
+    ca_file = self.ca_file, ca_path = self.ca_path,
     -- libcurl re-sends a request by itself when a reused keep-alive connection turns out
     -- dead before any answer byte, POST included: a second paid task. A submit therefore
     -- never rides on a pooled connection; idempotent calls (an upload PUT, too) may.

@@ -126,6 +126,7 @@ end
 -- whose JSON does not parse: a proxy's page or a cut-off body).
 local TRANSIENT = {
   resolve = true, connect = true, timeout = true, reset = true, other = true, bad_json = true,
+  stalled = true,
 }
 
 --- Whether a finished transfer deserves another attempt: the one place this is decided.

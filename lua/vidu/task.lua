@@ -11,6 +11,7 @@
 -- code, message }, raw, extra }) and Task:apply is the one place a task's state changes.
 -- Statuses only move forward (queued -> running -> succeeded | failed | canceled); a terminal
 -- status is final, and a late or out-of-order answer never moves a task back.
+local core = require("vidu.core")
 local errors = require("vidu.errors")
 local url = require("vidu.url")
 
@@ -381,6 +382,7 @@ end
 -- What task:download accepts.
 local DOWNLOAD_OPTS = {
   on_progress = true, on_update = true, timeout = true, url = true, max_size = true,
+  stall_timeout = true,
 }
 -- Videos are large: the default cap is generous (the cap for API answers stays small).
 local DEFAULT_MAX_SIZE = 2 * 1024 * 1024 * 1024
@@ -406,7 +408,9 @@ end
 -- so `path` never holds half a video; the temporary file is removed on failure.
 -- opts: on_progress = function(bytes, total), on_update = function(task, bytes, total),
 -- timeout (s, default the client's download_timeout), url (another http(s) URL of this
--- task, e.g. task.cover_url), max_size (bytes, default 2 GiB). When the media host answers
+-- task, e.g. task.cover_url), max_size (bytes, default 2 GiB), stall_timeout (s without
+-- progress, default the client's 60). A path that exists and is not a regular file (a
+-- directory, FIFO or device) is refused before fetching. When the media host answers
 -- 401/403/404/410 for the task's own link, the task is polled once for a fresh link and the
 -- download tried again; failing that, err.kind is "expired".
 function Task:download(path, opts)
@@ -421,6 +425,18 @@ function Task:download(path, opts)
   local max_size = opts.max_size or DEFAULT_MAX_SIZE
   if type(max_size) ~= "number" or max_size < 1 or max_size % 1 ~= 0 then
     error("task:download: max_size must be a whole number of bytes >= 1", 2)
+  end
+  local st = opts.stall_timeout
+  if st ~= nil and (type(st) ~= "number" or st ~= st or st < 0) then
+    error("task:download: stall_timeout must be a number of seconds >= 0", 2)
+  end
+  -- A FIFO, a device or a directory at `path` would block or be destroyed by the rename.
+  local regular, why = core.is_regular_or_absent(path)
+  if not regular then
+    return nil, errors.new{
+      kind = "io", provider = self.provider, task_id = self.id, field = "path",
+      message = "cannot download into " .. path .. ": " .. tostring(why),
+    }
   end
   local target = opts.url or self.video_url
   if type(target) ~= "string" then
@@ -454,6 +470,7 @@ function Task:download(path, opts)
     local resp, err = self.client:request{
       method = "GET", url = target, output = tmp, auth = false, idempotent = true,
       timeout = opts.timeout, on_progress = on_progress, max_response = max_size,
+      stall_timeout = st,
     }
     if resp then
       local ok, rerr = os.rename(tmp, path)
