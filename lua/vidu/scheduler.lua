@@ -25,10 +25,10 @@ local unpack = table.unpack or unpack
 -- timer that calls them (resuming one from another context kills the worker) and keeps the
 -- stock ones as coroutine._create etc. The scheduler's coroutines outlive any one request, so
 -- it always uses the stock functions. (running was never replaced.)
-local co_create = coroutine._create or coroutine.create
-local co_resume = coroutine._resume or coroutine.resume
-local co_yield = coroutine._yield or coroutine.yield
-local co_status = coroutine._status or coroutine.status
+local co_create = rawget(coroutine, "_create") or coroutine.create
+local co_resume = rawget(coroutine, "_resume") or coroutine.resume
+local co_yield = rawget(coroutine, "_yield") or coroutine.yield
+local co_status = rawget(coroutine, "_status") or coroutine.status
 local co_running = coroutine.running
 
 -- Can a yield cross pcall here? (LuaJIT and 5.2+: yes; plain 5.1: no.)
@@ -300,8 +300,10 @@ end
 
 -- Resumes what is ready now. Coroutines made ready meanwhile wait for the next round, so a
 -- coroutine that yields in a loop cannot starve the engine. With `deadline` (a time()), it
--- stops once that has passed, after at least one resume; the rest stay queued.
-function Scheduler:_run_ready(deadline)
+-- stops once that has passed, after at least one resume (none with `strict` if it has
+-- passed already); the rest stay queued.
+function Scheduler:_run_ready(deadline, strict)
+  if strict and self:time() >= deadline then return end
   -- A resumed coroutine may block (a wait inside a foreign coroutine) and run a nested
   -- round that pops from this same queue: count, and stop early if it is empty.
   local count = self.rtail - self.rhead + 1
@@ -443,11 +445,11 @@ end
 
 -- What step() and socket_ready() share after the engine has spoken: due timers, then resumes within
 -- the budget, then the plan.
-function Scheduler:_advance(finished, budget, t0)
+function Scheduler:_advance(finished, budget, t0, strict)
   self:_dispatch(finished)
   self:_fire_timers()
   if budget == nil then budget = DEFAULT_BUDGET end
-  self:_run_ready(t0 + budget)
+  self:_run_ready(t0 + budget, strict)
   self.stepping = false
   return self:_plan()
 end
@@ -458,7 +460,7 @@ end
 -- pending at all. While transfers are in flight and no host watches the engine's sockets it
 -- asks for at most `host_interval` seconds.
 function Scheduler:step(budget)
-  if budget ~= nil and (type(budget) ~= "number" or not (budget >= 0)) then
+  if budget ~= nil and (type(budget) ~= "number" or budget ~= budget or budget < 0) then
     error("vidu.step: budget must be a number of seconds >= 0", 2)
   end
   local t0 = self:time()
@@ -468,13 +470,15 @@ function Scheduler:step(budget)
 end
 
 --- For a host that watches sockets: libcurl's socket `fd` is ready for `events` ("r", "w",
--- "rw"; "e" for an error). Advances that socket's transfers and what they wake, like step().
+-- "rw"; "e" for an error). Advances that socket's transfers, then resumes what they woke for
+-- at most `budget` seconds (default 0.002; 0: none, for a host handing over many sockets in
+-- one turn with one budget between them). Returns what step() returns.
 function Scheduler:socket_ready(fd, events, budget)
   local e = self._engine
   if not e then return self:_plan() end
   local t0 = self:time()
   self.stepping = true
-  return self:_advance(e:socket_action(fd, events), budget, t0)
+  return self:_advance(e:socket_action(fd, events), budget, t0, true)
 end
 
 --- Attaches a host loop. `host` is a table with

@@ -22,7 +22,8 @@ end
 
 --- Attaches the scheduler (opts.scheduler, default vidu's) to a luv loop: `uv` is the luv
 -- module (default vim.uv or vim.loop in Neovim). opts.defer(fn) runs the scheduler's work
--- (default vim.schedule in Neovim, at once elsewhere). Returns the host; host:detach() stops.
+-- (default vim.schedule in Neovim, at once elsewhere); opts.budget: seconds of coroutine
+-- resumes per turn of the loop (default 0.002). Returns the host; host:detach() stops.
 function M.attach(uv, opts)
   opts = opts or {}
   local vim = rawget(_G, "vim")
@@ -45,12 +46,19 @@ function M.attach(uv, opts)
   -- Hands the sockets seen ready to the scheduler, then watches again those still wanted.
   -- A handle stays stopped from its readiness until here, so a level-triggered poll cannot
   -- queue the same readiness many times while vim.schedule waits for the main loop.
+  local budget = opts.budget or 0.002
   local function flush()
     flush_queued = false
     local seen = host.seen
     host.seen = {}
+    -- One budget of coroutine resumes for the whole turn, however many sockets were ready;
+    -- what is left waits for the next turn (the scheduler asks for it with later(0)).
+    local deadline = sched:time() + budget
     for fd, ev in pairs(seen) do
-      if host.want[fd] then sched:socket_ready(fd, ev) end
+      if host.want[fd] then
+        local left = deadline - sched:time()
+        sched:socket_ready(fd, ev, left > 0 and left or 0)
+      end
     end
     for fd in pairs(seen) do
       local p, w = host.polls[fd], host.want[fd]
@@ -72,7 +80,7 @@ function M.attach(uv, opts)
   end
 
   local function on_timer()
-    defer(function() sched:step() end)
+    defer(function() sched:step(budget) end)
   end
 
   --- The scheduler wants socket fd watched for events ("r", "w", "rw"), or no more (nil).
