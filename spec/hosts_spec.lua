@@ -278,6 +278,11 @@ describe("hosts", function()
       run_loop()
       assert.are.equal("slow", later)
       host:detach()
+      -- Detached, the engine stays watched and drives itself: blocking waits work again, and
+      -- libcurl's wishes no longer go anywhere (nor pile up).
+      assert.are.equal("slow", s:transfer{ url = url("/slow?ms=5") }.body)
+      assert.are.same({}, s:engine():sockets())
+      assert.are.same({}, host.polls)
     end)
 
     it("a wait outside a coroutine raises instead of freezing the loop", function()

@@ -114,9 +114,30 @@ function Scheduler:engine()
     if opts.max_host_connections == nil then opts.max_host_connections = 256 end
     e = load_core().engine(opts)
     self._engine = e
-    if self.host and self.host.watch then e:watch() end
+    if self.host and self.host.watch then self:_watch(e) end
   end
   return e
+end
+
+-- Switches the engine to host-watched sockets (for good: a later detach leaves it watched,
+-- and its own step()/wait() drive it then).
+function Scheduler:_watch(e)
+  e:watch()
+  self.watched = true
+end
+
+-- Hands libcurl's socket wishes to a host that watches sockets; without one (detached) they
+-- are dropped, so they do not pile up.
+function Scheduler:_wishes()
+  local e = self._engine
+  if not (e and self.watched) then return end
+  local wishes = e:sockets()
+  local host = self.host
+  if not (host and host.watch) then return end
+  for i = 1, #wishes, 2 do
+    local w = wishes[i + 1]
+    host:watch(wishes[i], (w ~= "remove" and w ~= "none") and w or nil)
+  end
 end
 
 --- Monotonic seconds.
@@ -367,6 +388,7 @@ function Scheduler:_tick(max_wait)
   elseif engine then
     self:_dispatch(engine:step())
   end
+  self:_wishes()
   self:_fire_timers()
   self:_run_ready()
 end
@@ -427,14 +449,7 @@ end
 -- watches sockets) and when to call step(). Returns the seconds as step() does.
 function Scheduler:_plan()
   local host = self.host
-  local e = self._engine
-  if host and host.watch and e then
-    local wishes = e:sockets()
-    for i = 1, #wishes, 2 do
-      local w = wishes[i + 1]
-      host:watch(wishes[i], (w ~= "remove" and w ~= "none") and w or nil)
-    end
-  end
+  self:_wishes()
   local wait = self:_next_wake()
   if host then
     self.planned = wait
@@ -498,7 +513,7 @@ function Scheduler:attach(host)
   if self.host then error("scheduler:attach: already attached to " .. (self.host.name or "a host"), 2) end
   self.host = host
   self.planned = nil
-  if host.watch and self._engine then self._engine:watch() end
+  if host.watch and self._engine then self:_watch(self._engine) end
   self:_plan()
 end
 

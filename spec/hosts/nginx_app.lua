@@ -9,12 +9,14 @@ local client -- one per worker, made on first use
 
 --- Submits a generation and waits for it: true, task | false, error.
 function M.generate(prompt)
-  client = client or vidu.client("vidu", { api_key = "nginx-key", base_url = os.getenv("VIDU_EMU_URL") })
-  local image = os.getenv("VIDU_ROOT") .. "/spec/fixtures/png_33x17.png"
+  -- VIDU_BASE_URL unset: Vidu's own API. (nginx passes only the variables named by `env`.)
+  client = client or vidu.client("vidu", { api_key = os.getenv("VIDU_API_KEY"),
+    base_url = os.getenv("VIDU_BASE_URL") })
+  local image = os.getenv("VIDU_IMAGE")
   -- Read what the request holds here: the job runs in the scheduler's timer, not this request.
   local job = vidu.spawn(function()
     local task = assert(client:submit{ image = image, prompt = prompt })
-    assert(task:wait{ timeout = 120 })
+    assert(task:wait{ timeout = 600 })
     return task
   end)
   return ngx_host.wait(job)

@@ -107,8 +107,8 @@ do
   local libdir = sh("ls -d " .. q(DEBROOT) .. "/usr/lib/*/libluajit-5.1.so.2") and
     select(2, sh("dirname " .. q(DEBROOT) .. "/usr/lib/*/libluajit-5.1.so.2")):gsub("%s+$", "")
   local nginx = DEBROOT .. "/usr/sbin/nginx"
-  local env = "LD_LIBRARY_PATH=" .. q(libdir or "") .. " VIDU_ROOT=" .. q(ROOT) ..
-    " VIDU_EMU_URL=" .. q(emu.url)
+  local env = "LD_LIBRARY_PATH=" .. q(libdir or "") .. " VIDU_API_KEY=nginx-key VIDU_BASE_URL=" ..
+    q(emu.url) .. " VIDU_IMAGE=" .. q(ROOT .. "/spec/fixtures/png_33x17.png")
   local _, version = sh(env .. " " .. q(nginx) .. " -v")
   print("== nginx: " .. version:gsub("%s+$", "") .. ", one worker, " .. NGINX_GENS ..
     " concurrent /gen while /fast is probed every " .. PROBE_EVERY * 1000 .. " ms")
