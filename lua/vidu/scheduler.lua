@@ -98,6 +98,8 @@ function scheduler.new(opts)
     proxies = setmetatable({}, { __mode = "k" }),
     -- the attached host (see attach), and what it was last told: seconds until step() or nil
     host = nil, planned = nil, stepping = false,
+    -- calls of step() and socket_ready(), and the longest one (s), for stats()
+    nsteps = 0, slowest_step = 0,
   }, Scheduler)
   -- Coroutines spawned outside any run belong to this group, which nobody waits for.
   self.root = new_group()
@@ -461,12 +463,16 @@ end
 -- What step() and socket_ready() share after the engine has spoken: due timers, then resumes within
 -- the budget, then the plan.
 function Scheduler:_advance(finished, budget, t0, strict)
+  self.nsteps = self.nsteps + 1
   self:_dispatch(finished)
   self:_fire_timers()
   if budget == nil then budget = DEFAULT_BUDGET end
   self:_run_ready(t0 + budget, strict)
   self.stepping = false
-  return self:_plan()
+  local wait = self:_plan()
+  local took = self:time() - t0
+  if took > self.slowest_step then self.slowest_step = took end
+  return wait
 end
 
 --- For a host's own loop: advances transfers, fires timers and resumes ready coroutines for
@@ -805,10 +811,13 @@ function Scheduler:gather(list, wait_opts)
   return results, nfailed
 end
 
---- Counts: live coroutines, queued ready ones, timers, transfers in flight.
+--- Counts: live coroutines, queued ready ones, timers, transfers in flight, and the calls of
+-- step() and socket_ready() so far (steps) with the longest of them (slowest_step, s).
 function Scheduler:stats()
   local e = self._engine
   return {
+    steps = self.nsteps,
+    slowest_step = self.slowest_step,
     live = self.nlive,
     ready = self.rtail - self.rhead + 1,
     timers = #self.timers,

@@ -82,8 +82,9 @@ local ok_main, err_main = xpcall(function()
           tick:stop()
           tick:close()
           report(done == GENS, ("nvim: %d generations done (%d failed) in %.1f s while a 10 ms uv timer " ..
-            "ticked %d times; longest tick gap %.1f ms"):format(done, failed, (uv.hrtime() - t0) / 1e9,
-            ticks, max_gap))
+            "ticked %d times; longest tick gap %.1f ms; %d scheduler steps in all, the longest %.1f ms")
+            :format(done, failed, (uv.hrtime() - t0) / 1e9, ticks, max_gap, vidu.scheduler():stats().steps,
+            vidu.scheduler():stats().slowest_step * 1000))
           finish()
         end
       end)

@@ -151,6 +151,20 @@ do
     check(refusal:find("would block nginx's loop", 1, true) ~= nil,
       "nginx: a wait outside a vidu coroutine is refused: " .. refusal)
 
+    -- A baseline: /fast alone for a second, so the figure under load can be read against
+    -- what this machine does anyway.
+    local base_max, base_n = 0, 0
+    for _ = 1, 20 do
+      local t = core.now()
+      local item = fetch("/fast")
+      if item and item.ok then
+        base_n = base_n + 1
+        if item.time.total > base_max then base_max = item.time.total end
+      end
+      while core.now() - t < PROBE_EVERY do engine:wait(5) end
+    end
+    print(("nginx: /fast alone, %d probes: max %.1f ms"):format(base_n, base_max * 1000))
+
     local gens, pending = {}, 0
     local t0 = core.now()
     for i = 1, NGINX_GENS do
@@ -190,6 +204,7 @@ do
       (percentile(fast, 0.5) or 0) * 1000, (percentile(fast, 0.99) or 0) * 1000,
       (fast[#fast] or 0) * 1000))
     local after = fetch("/about")
+    print("nginx: worker " .. (after and after.body or ""):gsub("%s+$", ""))
     check(after and after.body:match("^(%d+)") == worker_pid,
       "nginx: the same worker served everything (no crash, no respawn)")
     engine:close()

@@ -63,7 +63,14 @@ function M.init(opts)
   local function loop(premature)
     if premature then return end
     while not ngx.worker.exiting() do
-      local wait = sched:step(opts.budget)
+      -- A failure here is a bug in vidu, not in the coroutines (their errors stay on their
+      -- jobs); it is logged, and the loop goes on, since nothing else would drive the worker's
+      -- vidu work.
+      local ok, wait = pcall(sched.step, sched, opts.budget)
+      if not ok then
+        ngx.log(ngx.ERR, "vidu.hosts.ngx: step failed: ", tostring(wait))
+        wait = 0.01
+      end
       if wait == 0 then
         ngx.sleep(0) -- let nginx serve what waits, then go on
       else
@@ -77,6 +84,7 @@ function M.init(opts)
         st.sleeping = false
       end
     end
+    st.stopped = true
   end
   local ok, err = ngx.timer.at(0, loop)
   if not ok then
@@ -105,9 +113,10 @@ function M.wait(job_or_task, wait_opts)
     sema:post(1)
   end)
   while true do
-    local ok, err = sema:wait(60)
+    local ok, err = sema:wait(1)
     if ok then break end
     if err ~= "timeout" then return nil, err end
+    if state.stopped then return nil, "vidu.hosts.ngx.wait: the worker is exiting" end
   end
   return unpack(result, 1, result.n)
 end
