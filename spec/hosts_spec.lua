@@ -226,6 +226,48 @@ describe("hosts", function()
     end)
   end)
 
+  describe("inside nginx's Lua module", function()
+    it("the scheduler uses ngx_lua's stock coroutine functions where they are kept aside", function()
+      -- ngx_lua keeps the stock functions as coroutine._create etc. and replaces the public
+      -- ones with request-bound ones; here the public ones raise if the scheduler used them.
+      local names = { "create", "resume", "yield", "status" }
+      local saved, calls = {}, 0
+      for _, k in ipairs(names) do
+        saved[k] = coroutine[k]
+        coroutine["_" .. k] = function(...)
+          calls = calls + 1
+          return saved[k](...)
+        end
+        coroutine[k] = function() error("the request-bound coroutine." .. k .. " was used", 2) end
+      end
+      local original = package.loaded["vidu.scheduler"]
+      package.loaded["vidu.scheduler"] = nil
+      local ok, res = pcall(function()
+        local s = require("vidu.scheduler").new()
+        return s:run(function()
+          local job = s:spawn(function() s:sleep(0.001) return "child" end)
+          return select(2, job:wait()) .. "+parent"
+        end)
+      end)
+      for _, k in ipairs(names) do
+        coroutine[k] = saved[k]
+        coroutine["_" .. k] = nil
+      end
+      package.loaded["vidu.scheduler"] = original
+      assert(ok, res)
+      assert.are.equal("child+parent", res)
+      assert.is_true(calls > 0)
+    end)
+
+    it("vidu.hosts.ngx refuses to start outside nginx, and wait before init", function()
+      local ngxhost = require("vidu.hosts.ngx")
+      assert.has_error(function() ngxhost.init() end,
+        "vidu.hosts.ngx.init: not inside nginx's Lua module")
+      assert.has_error(function() ngxhost.wait({ wait = function() end }) end,
+        "vidu.hosts.ngx.wait: call vidu.hosts.ngx.init() in init_worker_by_lua first")
+    end)
+  end)
+
   describe("vidu.hosts.luv", function()
     local uv = util.luv()
     local luvhost = require("vidu.hosts.luv")
