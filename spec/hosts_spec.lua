@@ -231,14 +231,15 @@ describe("hosts", function()
       -- ngx_lua keeps the stock functions as coroutine._create etc. and replaces the public
       -- ones with request-bound ones; here the public ones raise if the scheduler used them.
       local names = { "create", "resume", "yield", "status" }
+      local C = coroutine
       local saved, calls = {}, 0
       for _, k in ipairs(names) do
-        saved[k] = coroutine[k]
-        coroutine["_" .. k] = function(...)
+        saved[k] = C[k]
+        C["_" .. k] = function(...)
           calls = calls + 1
           return saved[k](...)
         end
-        coroutine[k] = function() error("the request-bound coroutine." .. k .. " was used", 2) end
+        C[k] = function() error("the request-bound coroutine." .. k .. " was used", 2) end
       end
       local original = package.loaded["vidu.scheduler"]
       package.loaded["vidu.scheduler"] = nil
@@ -250,8 +251,8 @@ describe("hosts", function()
         end)
       end)
       for _, k in ipairs(names) do
-        coroutine[k] = saved[k]
-        coroutine["_" .. k] = nil
+        C[k] = saved[k]
+        C["_" .. k] = nil
       end
       package.loaded["vidu.scheduler"] = original
       assert(ok, res)
