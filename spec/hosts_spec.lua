@@ -235,11 +235,11 @@ describe("hosts", function()
       local saved, calls = {}, 0
       for _, k in ipairs(names) do
         saved[k] = C[k]
-        C["_" .. k] = function(...)
+        rawset(C, "_" .. k, function(...)
           calls = calls + 1
           return saved[k](...)
-        end
-        C[k] = function() error("the request-bound coroutine." .. k .. " was used", 2) end
+        end)
+        rawset(C, k, function() error("the request-bound coroutine." .. k .. " was used", 2) end)
       end
       local original = package.loaded["vidu.scheduler"]
       package.loaded["vidu.scheduler"] = nil
@@ -251,8 +251,8 @@ describe("hosts", function()
         end)
       end)
       for _, k in ipairs(names) do
-        C[k] = saved[k]
-        C["_" .. k] = nil
+        rawset(C, k, saved[k])
+        rawset(C, "_" .. k, nil)
       end
       package.loaded["vidu.scheduler"] = original
       assert(ok, res)
