@@ -112,7 +112,7 @@ int main(int argc, char **argv)
 	clock_gettime(CLOCK_MONOTONIC, &next);
 	for (;;) {
 		double t0, t1;
-		lua_pushvalue(L, 3);
+		lua_pushvalue(L, 3);            /* vidu.step, returned by the setup chunk */
 		t0 = now_s();
 		if (lua_pcall(L, 0, 1, 1) != LUA_OK) {
 			fprintf(stderr, "host: vidu.step: %s\n", lua_tostring(L, -1));
