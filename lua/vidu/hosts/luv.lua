@@ -43,10 +43,15 @@ function M.attach(uv, opts)
   local timer = uv.new_timer()
   local flush_queued = false
 
+  local budget = opts.budget or 0.002
+
+  local function refuse(fd, err)
+    error("vidu.hosts.luv: cannot watch libcurl's socket " .. fd .. ": " .. tostring(err), 0)
+  end
+
   -- Hands the sockets seen ready to the scheduler, then watches again those still wanted.
   -- A handle stays stopped from its readiness until here, so a level-triggered poll cannot
   -- queue the same readiness many times while vim.schedule waits for the main loop.
-  local budget = opts.budget or 0.002
   local function flush()
     flush_queued = false
     local seen = host.seen
@@ -62,7 +67,7 @@ function M.attach(uv, opts)
     end
     for fd in pairs(seen) do
       local p, w = host.polls[fd], host.want[fd]
-      if p and w and not host.seen[fd] then p:start(w, host.callbacks[fd]) end
+      if p and w and not host.seen[fd] then assert(p:start(w, host.callbacks[fd])) end
     end
   end
 
@@ -97,11 +102,16 @@ function M.attach(uv, opts)
     end
     self.want[fd] = events
     if not p then
-      p = uv.new_socket_poll(fd)
+      local err
+      p, err = uv.new_socket_poll(fd)
+      if not p then refuse(fd, err) end
       self.polls[fd] = p
       self.callbacks[fd] = callback_for(fd)
     end
-    if not self.seen[fd] then p:start(events, self.callbacks[fd]) end
+    if not self.seen[fd] then
+      local ok, err = p:start(events, self.callbacks[fd])
+      if not ok then refuse(fd, err) end
+    end
   end
 
   --- The scheduler wants step() after `seconds` (nil: nothing pending).
