@@ -114,11 +114,10 @@ clean:
 # frame loop), asserting completion and no crash, printing timings. Neovim comes from Debian
 # (installed like `deps`: never removing anything). nginx's Lua module does not: Debian's
 # libnginx-mod-http-lua needs luajit2, which conflicts with the luajit and libluajit-5.1-dev
-# that `deps` installs, so installing it would remove them (or, on a box that has nginx-lua,
-# `deps` would have removed it). Instead its packages are fetched with `apt-get download` and
-# unpacked into build/hosts/root, and nginx runs from there with luajit2's library on
-# LD_LIBRARY_PATH: nothing is installed or removed, on a fresh machine or a user's, and the
-# LuaJIT build of vidu.core loads into luajit2 unchanged.
+# that `deps` installs, so installing it would remove them. Instead its packages are fetched
+# with `apt-get download` and unpacked into build/hosts/root, and nginx runs from there with
+# luajit2's library on LD_LIBRARY_PATH: nothing is installed or removed, on a fresh machine or
+# a user's, and the LuaJIT build of vidu.core loads into luajit2 unchanged.
 HOSTS_DEBS := nginx libnginx-mod-http-lua libnginx-mod-http-ndk libluajit2-5.1-2 \
 	lua-resty-core lua-resty-lrucache
 HOSTS_ROOT := build/hosts/root
@@ -138,6 +137,7 @@ build/hosts/host: examples/host.c | $(DEPS_STAMP)
 
 test-hosts: $(HOSTS_ROOT)/.ok build/hosts/host
 	@command -v nvim >/dev/null || { SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+		$$SUDO apt-get update -qq || exit 1; \
 		if $$SUDO apt-get install -s --no-install-recommends neovim | grep '^Remv'; then \
 			echo "test-hosts: installing neovim would remove the packages above; not done"; exit 1; fi; \
 		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends \
