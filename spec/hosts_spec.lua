@@ -201,11 +201,15 @@ describe("hosts", function()
       local s = scheduler.new()
       local log = {}
       s:run(function()
+        -- The wait inside pcall ends only when the other coroutine, which can run only if the
+        -- wait yielded, has done its three steps.
+        local ev = s:event()
         s:spawn(function()
-          for i = 1, 3 do log[#log + 1] = "other" .. i s:sleep(0.01) end
+          for i = 1, 3 do log[#log + 1] = "other" .. i s:sleep(0.001) end
+          s:signal(ev)
         end)
         local ok, a, b = s:pcall(function(x)
-          s:sleep(0.025)
+          assert(s:sleep(30, ev) == "event")
           return x, "two"
         end, "one")
         log[#log + 1] = "pcall"
