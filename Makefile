@@ -10,6 +10,7 @@
 #   make bench      the benchmarks in bench/, figures printed
 #   make lint       luacheck over the Lua code
 #   make fuzz       the libFuzzer targets of fuzz/, FUZZ_SECONDS (default 60) each
+#   make test-hosts vidu in headless Neovim, nginx with its Lua module and a C frame loop
 
 LUA ?= lua5.4
 # pkg-config names the interpreters the same way Debian does, but for LuaJIT.
@@ -31,7 +32,12 @@ OBJ := $(patsubst csrc/%.c,$(BUILD)/obj/%.o,$(SRC))
 
 # Debian packages the project needs. Each target that needs them depends on `deps`, which only
 # calls apt-get when something is missing, so a fresh machine needs nothing but `make`.
-PKGS := gcc make pkg-config lua5.4 liblua5.4-dev luajit libluajit-5.1-dev \
+# apt-get never removes a package for us: it is asked first (-s) and run with --no-remove.
+# Where nginx-lua's luajit2 is installed, its -dev package stands in for Debian's LuaJIT pair,
+# which conflicts with it (luajit2 is a drop-in: same luajit binary, same pkg-config name).
+LUAJIT_PKGS := $(if $(shell dpkg-query -W -f='$${Status}' libluajit2-5.1-2 2>/dev/null | grep 'ok installed'),\
+	luajit2 libluajit2-5.1-dev,luajit libluajit-5.1-dev)
+PKGS := gcc make pkg-config lua5.4 liblua5.4-dev $(LUAJIT_PKGS) \
 	lua5.1 liblua5.1-0-dev lua5.3 liblua5.3-dev \
 	libcurl4-openssl-dev libssl-dev lua-cjson lua-luv lua-busted lua-check luarocks valgrind openssl ffmpeg
 DEPS_STAMP := build/.deps-ok
@@ -40,7 +46,7 @@ DEPS_STAMP := build/.deps-ok
 RUN_ENV = LUA_PATH="$(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;;" \
 	LUA_CPATH="$(CURDIR)/$(BUILD)/?.so;;" VIDU_LUA="$(LUA)"
 
-.PHONY: all deps test memcheck sanitize demo bench lint clean
+.PHONY: all deps test memcheck sanitize demo bench lint clean test-hosts
 
 all: $(CORE)
 
@@ -54,8 +60,11 @@ $(DEPS_STAMP): Makefile
 		echo "make deps: installing$$missing"; \
 		SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
 		$$SUDO apt-get update -qq && \
-		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing \
-			|| exit 1; \
+		if $$SUDO apt-get install -s --no-install-recommends $$missing | grep '^Remv'; then \
+			echo "make deps: installing$$missing would remove the packages above; not done"; exit 1; \
+		fi; \
+		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends --no-remove \
+			$$missing || exit 1; \
 	fi
 	@mkdir -p $(dir $@) && touch $@
 
@@ -176,3 +185,41 @@ $(FUZZ_DEPS_STAMP): Makefile
 $(FUZZ_BUILD)/fuzz_%: fuzz/fuzz_%.c fuzz/fuzz.h $(FUZZ_SRC) $(HDR) | $(FUZZ_DEPS_STAMP)
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) $< $(FUZZ_SRC) -o $@
+
+# make test-hosts: spec/hosts/run.lua runs generations against the emulator in headless Neovim
+# (vidu.hosts.luv), nginx with its Lua module (vidu.hosts.ngx) and examples/host.c (a 60 fps
+# frame loop), asserting completion and no crash, printing timings. Neovim comes from Debian
+# (installed like `deps`: never removing anything). nginx's Lua module does not: Debian's
+# libnginx-mod-http-lua needs luajit2, which conflicts with the luajit and libluajit-5.1-dev
+# that `deps` installs, so installing it would remove them. Instead its packages are fetched
+# with `apt-get download` and unpacked into build/hosts/root, and nginx runs from there with
+# luajit2's library on LD_LIBRARY_PATH: nothing is installed or removed, on a fresh machine or
+# a user's, and the LuaJIT build of vidu.core loads into luajit2 unchanged.
+HOSTS_DEBS := nginx libnginx-mod-http-lua libnginx-mod-http-ndk libluajit2-5.1-2 \
+	lua-resty-core lua-resty-lrucache
+HOSTS_ROOT := build/hosts/root
+
+$(HOSTS_ROOT)/.ok: | $(DEPS_STAMP)
+	rm -rf build/hosts/debs $(HOSTS_ROOT) && mkdir -p build/hosts/debs $(HOSTS_ROOT)
+	cd build/hosts/debs && { apt-get download $(HOSTS_DEBS) 2>/dev/null || \
+		{ SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; $$SUDO apt-get update -qq && \
+		apt-get download $(HOSTS_DEBS); }; }
+	for f in build/hosts/debs/*.deb; do dpkg-deb -x "$$f" $(HOSTS_ROOT) || exit 1; done
+	@touch $@
+
+build/hosts/host: examples/host.c | $(DEPS_STAMP)
+	@mkdir -p $(dir $@)
+	$(CC) -std=c99 -D_POSIX_C_SOURCE=200809L -g -O2 $(WARN) $(EXTRA_CFLAGS) \
+		$$(pkg-config --cflags lua5.4) $< -o $@ $$(pkg-config --libs lua5.4) -lm
+
+test-hosts: $(HOSTS_ROOT)/.ok build/hosts/host
+	@command -v nvim >/dev/null || { SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+		$$SUDO apt-get update -qq || exit 1; \
+		if $$SUDO apt-get install -s --no-install-recommends neovim | grep '^Remv'; then \
+			echo "test-hosts: installing neovim would remove the packages above; not done"; exit 1; fi; \
+		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends \
+			--no-remove neovim; }
+	$(MAKE) --no-print-directory LUA=lua5.4
+	$(MAKE) --no-print-directory LUA=luajit
+	LUA_PATH="$(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;;" \
+		LUA_CPATH="$(CURDIR)/build/lua5.4/?.so;;" VIDU_LUA=lua5.4 lua5.4 spec/hosts/run.lua

@@ -46,6 +46,8 @@
  *   engine:progress(id) -> down_now, down_total, up_now, up_total | nil
  *   engine:cancel(id) -> bool;  engine:pending() -> n (not yet reported, canceled included)
  *   engine:timeout() -> ms | -1;  engine:close() (also __gc, __close)
+ *   engine:watch()   host-driven sockets from now on (see "Sockets a host watches" below):
+ *   engine:sockets() -> { fd, "r"|"w"|"rw"|"remove", ... };  engine:socket_action([fd, ev])
  *   ok result:   id, ok, status, headers, body, url, bytes, http_version, connects, time
  *   fail result: id, ok, error, message, curl_code, sent, url, bytes [, status, headers]
  */
@@ -57,6 +59,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -132,6 +135,12 @@ typedef struct xfer {
 	char errbuf[CURL_ERROR_SIZE];
 } xfer;
 
+/* One socket wish of libcurl's (CURLMOPT_SOCKETFUNCTION): the socket and CURL_POLL_*. */
+typedef struct sock_wish {
+	curl_socket_t fd;
+	int what;
+} sock_wish;
+
 typedef struct engine {
 	CURLM *multi;             /* NULL once closed: the safe state a new userdata starts in */
 	xfer **xs;                /* transfers not yet reported, sorted by id (ids only grow) */
@@ -139,6 +148,18 @@ typedef struct engine {
 	xfer *done_head, *done_tail;
 	lua_Integer next_id;
 	char *user_agent;
+	/* Host-driven sockets (engine:watch()). on_socket and on_timer only write these plain
+	 * arrays and fields; engine:sockets() and engine:timeout() hand them to Lua later. */
+	int watched;              /* 1 once watch() was called: socket_action drives libcurl */
+	int wish_nomem;           /* on_socket could not record a wish: sockets() raises */
+	int timer_called;         /* on_timer ran during the current socket_action */
+	double timer_at;          /* when libcurl wants socket_action() (timeout), or < 0: never */
+	sock_wish *changes;       /* wishes in the order libcurl made them, until sockets() */
+	size_t nchanges, capchanges;
+	sock_wish *socks;         /* the current wish per socket, for wait()'s own poll() */
+	size_t nsocks, capsocks;
+	struct pollfd *pfds;      /* wait()'s poll set, reused */
+	size_t cappfds;
 } engine;
 
 /* Request options, read and checked before anything is allocated. Strings point into Lua
@@ -470,12 +491,11 @@ static void engine_finish(engine *e, xfer *x, CURLcode code)
 	engine_push_done(e, x);
 }
 
-/* Drives libcurl without blocking and moves every finished transfer to the done queue. */
-static void engine_perform(engine *e)
+/* Moves every transfer libcurl reports finished to the done queue. */
+static void engine_collect(engine *e)
 {
-	int running = 0, left = 0;
+	int left = 0;
 	CURLMsg *m;
-	curl_multi_perform(e->multi, &running);
 	while ((m = curl_multi_info_read(e->multi, &left)) != NULL) {
 		CURL *easy;
 		CURLcode code;
@@ -491,10 +511,30 @@ static void engine_perform(engine *e)
 	}
 }
 
+static void watch_drive(engine *e, int wait_ms);
+
+/* Drives libcurl without blocking and moves every finished transfer to the done queue. A
+ * watched engine is driven through socket_action instead (its timer, if due). */
+static void engine_perform(engine *e)
+{
+	int running = 0;
+	if (e->watched) {
+		watch_drive(e, -1);
+		return;
+	}
+	curl_multi_perform(e->multi, &running);
+	engine_collect(e);
+}
+
 /* Frees every transfer (running ones are aborted) and the multi handle: the closed state. */
 static void engine_release(engine *e)
 {
 	size_t i;
+	if (e->multi != NULL && e->watched) {
+		/* No wish is recorded during the teardown: the arrays go with it. */
+		curl_multi_setopt(e->multi, CURLMOPT_SOCKETFUNCTION, (curl_socket_callback)NULL);
+		curl_multi_setopt(e->multi, CURLMOPT_TIMERFUNCTION, (curl_multi_timer_callback)NULL);
+	}
 	for (i = 0; i < e->n; i++) {
 		xfer *x = e->xs[i];
 		if (x->running)
@@ -511,6 +551,185 @@ static void engine_release(engine *e)
 	e->multi = NULL;
 	free(e->user_agent);
 	e->user_agent = NULL;
+	free(e->changes);
+	free(e->socks);
+	free(e->pfds);
+	e->changes = e->socks = NULL;
+	e->pfds = NULL;
+	e->nchanges = e->capchanges = e->nsocks = e->capsocks = e->cappfds = 0;
+}
+
+/* ---------------------------------------------------------------- sockets a host watches
+ *
+ * engine:watch() hands libcurl's sockets to the host's own loop (luv poll handles, say):
+ * libcurl says through CURLMOPT_SOCKETFUNCTION which socket it wants watched for what, and
+ * through CURLMOPT_TIMERFUNCTION when it wants to be called even if no socket is ready. The
+ * two callbacks below only record that in plain arrays and fields, never calling Lua; the
+ * host reads them with engine:sockets() and engine:timeout() after each call into the
+ * engine, and calls engine:socket_action(fd, events) when a socket is ready or
+ * engine:socket_action() when the time has come. A watched engine's step() and wait() go
+ * through socket_action too (wait() polls the recorded sockets itself), so a script can
+ * still drive it without a host.
+ */
+
+/* Grows a sock_wish array to hold one more; -1 when out of memory. */
+static int wishes_reserve(sock_wish **a, size_t n, size_t *cap)
+{
+	sock_wish *p;
+	size_t c;
+	if (n < *cap)
+		return 0;
+	c = *cap ? *cap * 2 : 16;
+	p = (sock_wish *)realloc(*a, c * sizeof(*p));
+	if (p == NULL)
+		return -1;
+	*a = p;
+	*cap = c;
+	return 0;
+}
+
+/* CURLMOPT_SOCKETFUNCTION: records the wish, in order for sockets() and as the socket's
+ * current state for wait(). No Lua here. */
+static int on_socket(CURL *easy, curl_socket_t fd, int what, void *ud, void *sockp)
+{
+	engine *e = (engine *)ud;
+	size_t i;
+	(void)easy;
+	(void)sockp;
+	if (wishes_reserve(&e->changes, e->nchanges, &e->capchanges) != 0) {
+		e->wish_nomem = 1;
+		return -1;
+	}
+	e->changes[e->nchanges].fd = fd;
+	e->changes[e->nchanges].what = what;
+	e->nchanges++;
+	for (i = 0; i < e->nsocks && e->socks[i].fd != fd; i++)
+		;
+	if (what == CURL_POLL_REMOVE) {
+		if (i < e->nsocks)
+			e->socks[i] = e->socks[--e->nsocks];
+		return 0;
+	}
+	if (i == e->nsocks) {
+		if (wishes_reserve(&e->socks, e->nsocks, &e->capsocks) != 0) {
+			e->wish_nomem = 1;
+			return -1;
+		}
+		e->socks[e->nsocks++].fd = fd;
+	}
+	e->socks[i].what = what;
+	return 0;
+}
+
+/* CURLMOPT_TIMERFUNCTION: records when libcurl wants socket_action() (timeout); -1 = never. */
+static int on_timer(CURLM *multi, long timeout_ms, void *ud)
+{
+	engine *e = (engine *)ud;
+	(void)multi;
+	e->timer_called = 1;
+	e->timer_at = timeout_ms < 0 ? -1 : mono_now() + (double)timeout_ms / 1000;
+	return 0;
+}
+
+/* One curl_multi_socket_action: a ready socket, or CURL_SOCKET_TIMEOUT. After a timeout
+ * action that did not move the timer, the timer is read back from libcurl: it does not call
+ * on_timer again for an expiry it already announced, and one that fired a little early
+ * (libcurl counts whole milliseconds) would otherwise be lost. */
+static void watch_action(engine *e, curl_socket_t fd, int mask)
+{
+	int running = 0;
+	e->timer_called = 0;
+	curl_multi_socket_action(e->multi, fd, mask, &running);
+	if (fd == CURL_SOCKET_TIMEOUT && !e->timer_called) {
+		long ms = -1;
+		curl_multi_timeout(e->multi, &ms);
+		e->timer_at = ms < 0 ? -1 : mono_now() + (double)ms / 1000;
+	}
+	engine_collect(e);
+}
+
+/* Milliseconds until the recorded timer is due (0 when due), -1 without one. */
+static long watch_timer_ms(const engine *e)
+{
+	double left;
+	if (e->timer_at < 0)
+		return -1;
+	left = ceil((e->timer_at - mono_now()) * 1000);
+	if (left <= 0)
+		return 0;
+	return left > (double)INT_MAX ? INT_MAX : (long)left;
+}
+
+/* Drives a watched engine without a host: polls the recorded sockets for at most wait_ms
+ * (-1: not at all), acts on the ready ones, then on the timer if it is due. */
+static void watch_drive(engine *e, int wait_ms)
+{
+	size_t i, n = 0;
+	long t;
+	if (wait_ms >= 0) {
+		t = watch_timer_ms(e);
+		if (t >= 0 && t < wait_ms)
+			wait_ms = (int)t;
+		if (e->nsocks > e->cappfds) {
+			struct pollfd *p = (struct pollfd *)realloc(e->pfds, e->nsocks * sizeof(*p));
+			if (p != NULL) {
+				e->pfds = p;
+				e->cappfds = e->nsocks;
+			}
+		}
+		/* Out of memory for the poll set: poll what fits; the timer still drives the rest. */
+		for (i = 0; i < e->nsocks && i < e->cappfds; i++) {
+			int w = e->socks[i].what;
+			e->pfds[n].fd = (int)e->socks[i].fd;
+			e->pfds[n].events = (short)(((w & CURL_POLL_IN) ? POLLIN : 0) |
+				((w & CURL_POLL_OUT) ? POLLOUT : 0));
+			e->pfds[n].revents = 0;
+			n++;
+		}
+		if (poll(n > 0 ? e->pfds : NULL, (nfds_t)n, wait_ms) > 0) {
+			for (i = 0; i < n; i++) {
+				short r = e->pfds[i].revents;
+				int mask = ((r & (POLLIN | POLLHUP)) ? CURL_CSELECT_IN : 0) |
+					((r & POLLOUT) ? CURL_CSELECT_OUT : 0) |
+					((r & (POLLERR | POLLNVAL)) ? CURL_CSELECT_ERR : 0);
+				if (mask != 0)
+					watch_action(e, (curl_socket_t)e->pfds[i].fd, mask);
+			}
+		}
+	}
+	if (e->timer_at >= 0 && mono_now() >= e->timer_at)
+		watch_action(e, CURL_SOCKET_TIMEOUT, 0);
+	else
+		engine_collect(e);
+}
+
+/* Switches an engine to host-driven sockets. Transfers already running were driven by
+ * curl_multi_perform, which never reports sockets; curl_multi_socket_all is the one call
+ * that walks them all and reports theirs (deprecated only because socket_action does the
+ * rest better; nothing else does this). */
+static void watch_start(engine *e)
+{
+	long ms = -1;
+	curl_multi_setopt(e->multi, CURLMOPT_SOCKETFUNCTION, on_socket);
+	curl_multi_setopt(e->multi, CURLMOPT_SOCKETDATA, (void *)e);
+	curl_multi_setopt(e->multi, CURLMOPT_TIMERFUNCTION, on_timer);
+	curl_multi_setopt(e->multi, CURLMOPT_TIMERDATA, (void *)e);
+	e->watched = 1;
+	e->timer_at = -1;
+	if (e->n > 0) {
+		int running = 0;
+#if defined(__GNUC__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+#endif
+		curl_multi_socket_all(e->multi, &running);
+#if defined(__GNUC__)
+#pragma GCC diagnostic pop
+#endif
+		engine_collect(e);
+	}
+	curl_multi_timeout(e->multi, &ms);
+	e->timer_at = ms < 0 ? -1 : mono_now() + (double)ms / 1000;
 }
 
 /* ---------------------------------------------------------------- Lua helpers */
@@ -1304,6 +1523,10 @@ static int engine_wait(lua_State *L)
 		ms = 0;
 	if (ms > INT_MAX)
 		ms = INT_MAX;
+	if (e->watched) {
+		watch_drive(e, e->done_head == NULL ? (int)ms : -1);
+		return push_finished(L, e);
+	}
 	if (e->done_head == NULL) {
 		int fds = 0;
 		curl_multi_poll(e->multi, NULL, 0, (int)ms, &fds);
@@ -1371,10 +1594,78 @@ static int engine_timeout(lua_State *L)
 	long ms = -1;
 	if (e->done_head != NULL)
 		ms = 0;
+	else if (e->watched)
+		ms = watch_timer_ms(e);
 	else
 		curl_multi_timeout(e->multi, &ms);
 	lua_pushinteger(L, (lua_Integer)ms);
 	return 1;
+}
+
+/* engine:watch(): from now on libcurl's sockets are watched by the host (see "sockets a host
+ * watches"). Once on, it stays on; calling it again does nothing. */
+static int engine_watch(lua_State *L)
+{
+	engine *e = check_engine(L);
+	if (!e->watched)
+		watch_start(e);
+	return 0;
+}
+
+/* engine:sockets() -> { fd, wish, fd, wish, ... }: libcurl's socket wishes since the last
+ * call, in order; wish is "r", "w", "rw", "none" (keep the socket, watch nothing) or
+ * "remove" (libcurl is about to close it or has closed it: stop watching it now). */
+static int engine_sockets(lua_State *L)
+{
+	engine *e = check_engine(L);
+	size_t i;
+	int n = 0;
+	if (e->wish_nomem) {
+		e->wish_nomem = 0;
+		return luaL_error(L, "engine:sockets: not enough memory to record libcurl's sockets");
+	}
+	lua_createtable(L, (int)(e->nchanges * 2), 0);
+	for (i = 0; i < e->nchanges; i++) {
+		static const char *const names[] = { "none", "r", "w", "rw" };
+		int w = e->changes[i].what;
+		lua_pushinteger(L, (lua_Integer)e->changes[i].fd);
+		lua_rawseti(L, -2, ++n);
+		lua_pushstring(L, w == CURL_POLL_REMOVE ? "remove" : names[w & 3]);
+		lua_rawseti(L, -2, ++n);
+	}
+	e->nchanges = 0;
+	return 1;
+}
+
+/* engine:socket_action(fd, events) -> finished results: the host saw the socket ready
+ * (events: "r", "w", "rw", with "e" for an error); engine:socket_action() -> the same for
+ * libcurl's timer. Only on a watched engine. */
+static int engine_socket_action(lua_State *L)
+{
+	engine *e = check_engine(L);
+	if (!e->watched)
+		return luaL_error(L, "engine:socket_action: the engine is not watched (call watch())");
+	if (lua_isnoneornil(L, 2)) {
+		watch_action(e, CURL_SOCKET_TIMEOUT, 0);
+	} else {
+		lua_Number fd = luaL_checknumber(L, 2);
+		const char *ev = luaL_optstring(L, 3, "");
+		int mask = 0;
+		if (!(fd >= 0 && fd <= INT_MAX) || fd != floor(fd))
+			return luaL_argerror(L, 2, "not a socket");
+		for (; *ev != '\0'; ev++) {
+			if (*ev == 'r')
+				mask |= CURL_CSELECT_IN;
+			else if (*ev == 'w')
+				mask |= CURL_CSELECT_OUT;
+			else if (*ev == 'e')
+				mask |= CURL_CSELECT_ERR;
+			else
+				return luaL_argerror(L, 3, "events are letters r, w and e");
+		}
+		watch_action(e, (curl_socket_t)fd, mask);
+	}
+	return push_finished(L, e);
 }
 
 /* __gc, __close and engine:close(): one function, liolib style. Closing twice is harmless;
@@ -1442,6 +1733,9 @@ static const luaL_Reg engine_methods[] = {
 	{ "cancel", engine_cancel },
 	{ "pending", engine_pending },
 	{ "timeout", engine_timeout },
+	{ "watch", engine_watch },
+	{ "sockets", engine_sockets },
+	{ "socket_action", engine_socket_action },
 	{ "close", engine_close },
 	{ NULL, NULL }
 };

@@ -10,7 +10,8 @@
 --
 -- Everything here runs on one module-level scheduler over one vidu.core engine, made on
 -- first use. Waits yield inside vidu.run/vidu.spawn coroutines and block elsewhere; hosts
--- with their own loop call vidu.step() and never block.
+-- with their own loop call vidu.step() or attach (vidu.hosts.luv, vidu.hosts.ngx) and never
+-- block: once attached, a wait outside a coroutine raises instead.
 local scheduler = require("vidu.scheduler")
 local client = require("vidu.client")
 local errors = require("vidu.errors")
@@ -55,10 +56,17 @@ function vidu.gather(list, wait_opts)
   return sched():gather(list, wait_opts)
 end
 
---- For a host's own loop: advances everything without blocking; returns the seconds until
--- it wants calling again (0 = at once), or nil when nothing is pending.
-function vidu.step()
-  return sched():step()
+--- For a host's own loop: advances everything without blocking, resuming coroutines for
+-- about `budget` seconds (default 0.002); returns the seconds until it wants calling again
+-- (0 = more is ready now), or nil when nothing is pending.
+function vidu.step(budget)
+  return sched():step(budget)
+end
+
+--- pcall that a wait inside it may yield through (plain Lua 5.1 cannot with its own pcall;
+-- elsewhere this is pcall): true, results... | false, err.
+function vidu.pcall(fn, ...)
+  return sched():pcall(fn, ...)
 end
 
 --- The module-level scheduler (for stats() and advanced use).

@@ -13,10 +13,34 @@
 --   * each park carries a fresh token; a wake with a stale token (a timer that lost the race
 --     against a transfer, say) is ignored, so a coroutine is woken at most once per park;
 --   * no pcall/xpcall surrounds a yield in this module, so the yields work on plain Lua 5.1
---     as well as on LuaJIT and 5.2+. (User code that wraps a wait in pcall needs 5.2+ or
---     LuaJIT; on plain 5.1 that wait raises "attempt to yield across metamethod/C-call
---     boundary".)
+--     as well as on LuaJIT and 5.2+. (User code that wraps a wait in pcall uses
+--     scheduler:pcall / vidu.pcall, which can yield on plain 5.1 too.)
+--
+-- Hosts with their own loop (luv, Neovim, nginx, a game's frames) either call step() now and
+-- then, or attach() with a host object; the contract is described above Scheduler:attach.
+-- Once attached, a wait outside the scheduler's coroutines raises instead of blocking.
 local unpack = table.unpack or unpack
+
+-- ngx_lua replaces coroutine.create/resume/yield/status with versions bound to the request or
+-- timer that calls them (resuming one from another context kills the worker) and keeps the
+-- stock ones as coroutine._create etc. The scheduler's coroutines outlive any one request, so
+-- it always uses the stock functions. (running was never replaced.)
+local co_create = rawget(coroutine, "_create") or coroutine.create
+local co_resume = rawget(coroutine, "_resume") or coroutine.resume
+local co_yield = rawget(coroutine, "_yield") or coroutine.yield
+local co_status = rawget(coroutine, "_status") or coroutine.status
+local co_running = coroutine.running
+
+-- Can a yield cross pcall here? (LuaJIT and 5.2+: yes; plain 5.1: no.)
+local PCALL_YIELDS
+do
+  local probe = co_create(function() return pcall(co_yield, "through") end)
+  local _, v = co_resume(probe)
+  PCALL_YIELDS = v == "through"
+end
+
+-- The budget of one step() for resuming coroutines, in seconds.
+local DEFAULT_BUDGET = 0.002
 
 local scheduler = {}
 
@@ -70,6 +94,12 @@ function scheduler.new(opts)
     -- transfer id -> finished item, for blocking waiters
     done = {},
     nlive = 0,
+    -- coroutine made by pcall on plain 5.1 -> the scheduler coroutine it runs inside
+    proxies = setmetatable({}, { __mode = "k" }),
+    -- the attached host (see attach), and what it was last told: seconds until step() or nil
+    host = nil, planned = nil, stepping = false,
+    -- calls of step() and socket_ready(), and the longest one (s), for stats()
+    nsteps = 0, slowest_step = 0,
   }, Scheduler)
   -- Coroutines spawned outside any run belong to this group, which nobody waits for.
   self.root = new_group()
@@ -86,8 +116,30 @@ function Scheduler:engine()
     if opts.max_host_connections == nil then opts.max_host_connections = 256 end
     e = load_core().engine(opts)
     self._engine = e
+    if self.host and self.host.watch then self:_watch(e) end
   end
   return e
+end
+
+-- Switches the engine to host-watched sockets (for good: a later detach leaves it watched,
+-- and its own step()/wait() drive it then).
+function Scheduler:_watch(e)
+  e:watch()
+  self.watched = true
+end
+
+-- Hands libcurl's socket wishes to a host that watches sockets; without one (detached) they
+-- are dropped, so they do not pile up.
+function Scheduler:_wishes()
+  local e = self._engine
+  if not (e and self.watched) then return end
+  local wishes = e:sockets()
+  local host = self.host
+  if not (host and host.watch) then return end
+  for i = 1, #wishes, 2 do
+    local w = wishes[i + 1]
+    host:watch(wishes[i], (w ~= "remove" and w ~= "none") and w or nil)
+  end
 end
 
 --- Monotonic seconds.
@@ -99,10 +151,18 @@ end
 ---------------------------------------------------------------------------------------------
 -- Internal structures: ready queue, timer heap, events, groups.
 
+-- `co` is a coroutine, or a job not started yet (its coroutine is made when first resumed).
 local function push_ready(self, co, args)
   local t = self.rtail + 1
   self.rtail = t
   self.ready[t] = { co, args }
+  -- Outside the host's call into us (a spawn from a key map, a signal from a handler): ask
+  -- the host to call step() at once. Inside, the plan at the end of the call says it.
+  local host = self.host
+  if host and not self.stepping and self.planned ~= 0 then
+    self.planned = 0
+    host:later(0)
+  end
 end
 
 local function heap_less(a, b)
@@ -163,11 +223,12 @@ end
 -- Parking and waking.
 
 --- The running coroutine if it is one of ours, else nil (main thread or a foreign coroutine).
+-- Inside pcall's helper coroutine on plain 5.1 it is the scheduler coroutine around it.
 function Scheduler:current()
-  local co, ismain = coroutine.running()
+  local co, ismain = co_running()
   if co == nil or ismain then return nil end
   if self.owned[co] then return co end
-  return nil
+  return self.proxies[co]
 end
 
 --- True when called from inside one of this scheduler's coroutines (waits will yield).
@@ -178,7 +239,7 @@ end
 -- Suspends `co` (the running coroutine) until _wake(co, token, ...); returns the wake values.
 function Scheduler:_park(co, token)
   self.parked[co] = token
-  local r = pack(coroutine.yield(PARK))
+  local r = pack(co_yield(PARK))
   if r[1] ~= token then
     error("vidu: a scheduler coroutine was resumed by someone other than the scheduler", 2)
   end
@@ -225,18 +286,30 @@ function Scheduler:_finish(co, r)
   end
 end
 
+-- Makes the coroutine of a job on its first resume, so that it is created by the same
+-- context that resumes it (in nginx: the scheduler's timer, never a request that ends).
+function Scheduler:_start(job)
+  local fn = job.fn
+  job.fn = nil
+  local co = co_create(function(...) return fn(...) end)
+  job.co = co
+  self.owned[co] = job
+  return co
+end
+
 function Scheduler:_resume(co, args)
+  if getmetatable(co) == self.Job then co = self:_start(co) end
   -- Guard: only a coroutine suspended on us may be resumed ("normal" means it is itself
   -- resuming someone, "running" that we are inside it, "dead" that it is gone).
-  local status = coroutine.status(co)
+  local status = co_status(co)
   if status == "dead" and self.owned[co] then
     -- Someone else resumed it and it ended there; account for it so runs do not hang.
     return self:_finish(co, { false, "vidu: a scheduler coroutine was resumed by someone" ..
       " other than the scheduler and ended outside it", n = 2 })
   end
   if status ~= "suspended" then return end
-  local r = pack(coroutine.resume(co, unpack(args, 1, args.n)))
-  if coroutine.status(co) == "dead" then
+  local r = pack(co_resume(co, unpack(args, 1, args.n)))
+  if co_status(co) == "dead" then
     self:_finish(co, r)
   elseif r[2] ~= PARK then
     -- A plain coroutine.yield() from user code: it asked to let others run; resume it on
@@ -249,8 +322,11 @@ end
 -- The loop.
 
 -- Resumes what is ready now. Coroutines made ready meanwhile wait for the next round, so a
--- coroutine that yields in a loop cannot starve the engine.
-function Scheduler:_run_ready()
+-- coroutine that yields in a loop cannot starve the engine. With `deadline` (a time()), it
+-- stops once that has passed, after at least one resume (none with `strict` if it has
+-- passed already); the rest stay queued.
+function Scheduler:_run_ready(deadline, strict)
+  if strict and self:time() >= deadline then return end
   -- A resumed coroutine may block (a wait inside a foreign coroutine) and run a nested
   -- round that pops from this same queue: count, and stop early if it is empty.
   local count = self.rtail - self.rhead + 1
@@ -262,6 +338,7 @@ function Scheduler:_run_ready()
     self.ready[h] = nil
     self.rhead = h + 1
     self:_resume(item[1], item[2])
+    if deadline and count > 0 and self:time() >= deadline then break end
   end
   self.depth = self.depth - 1
   if self.depth == 0 and self.rhead > self.rtail then
@@ -313,6 +390,7 @@ function Scheduler:_tick(max_wait)
   elseif engine then
     self:_dispatch(engine:step())
   end
+  self:_wishes()
   self:_fire_timers()
   self:_run_ready()
 end
@@ -325,8 +403,19 @@ function Scheduler:_busy()
   return e ~= nil and e:pending() > 0
 end
 
+-- Raises when the scheduler is attached to a host: blocking would freeze the host's loop.
+function Scheduler:_may_block(what)
+  local host = self.host
+  if host then
+    error("vidu: waiting for " .. (what or "something") .. " outside a vidu coroutine would block " ..
+      (host.name or "the host") .. "'s loop; wait inside vidu.spawn(function() ... end)" ..
+      (host.hint and ("; " .. host.hint) or ""), 0)
+  end
+end
+
 -- Blocks the caller (not one of our coroutines) until done() is true, driving everything.
 function Scheduler:_block(done, what)
+  self:_may_block(what)
   while not done() do
     if not self:_busy() then
       error("vidu: deadlock: waiting for " .. (what or "something") ..
@@ -336,12 +425,10 @@ function Scheduler:_block(done, what)
   end
 end
 
---- For a host's own loop: advances transfers, fires timers and resumes ready coroutines,
--- never blocking. Returns the seconds after which it wants calling again (0 = at once), or
--- nil when nothing is pending at all. While transfers are in flight it asks for at most
--- `host_interval` seconds, since the host does not watch the engine's sockets.
-function Scheduler:step()
-  self:_tick(0)
+-- Seconds until the scheduler wants step() again (0 = at once), or nil when nothing is
+-- pending. An engine nobody watches is polled at least every `host_interval` seconds while
+-- transfers are in flight; a watched one says itself when (its sockets tell the rest).
+function Scheduler:_next_wake()
   if self.rhead <= self.rtail then return 0 end
   local wait
   if self.timers[1] then
@@ -349,12 +436,121 @@ function Scheduler:step()
     if wait < 0 then wait = 0 end
   end
   local e = self._engine
-  if e and e:pending() > 0 then
+  if e and self.host and self.host.watch then
+    local ms = e:timeout()
+    if ms >= 0 and (not wait or ms / 1000 < wait) then wait = ms / 1000 end
+  elseif e and e:pending() > 0 then
     local ms = e:timeout()
     local s = (ms >= 0 and ms / 1000 < self.host_interval) and ms / 1000 or self.host_interval
     if not wait or s < wait then wait = s end
   end
   return wait
+end
+
+-- Tells the attached host what the scheduler needs now: libcurl's socket wishes (a host that
+-- watches sockets) and when to call step(). Returns the seconds as step() does.
+function Scheduler:_plan()
+  local host = self.host
+  self:_wishes()
+  local wait = self:_next_wake()
+  if host then
+    self.planned = wait
+    host:later(wait)
+  end
+  return wait
+end
+
+-- What step() and socket_ready() share after the engine has spoken: due timers, then resumes within
+-- the budget, then the plan.
+function Scheduler:_advance(finished, budget, t0, strict)
+  self.nsteps = self.nsteps + 1
+  self:_dispatch(finished)
+  self:_fire_timers()
+  if budget == nil then budget = DEFAULT_BUDGET end
+  self:_run_ready(t0 + budget, strict)
+  self.stepping = false
+  local wait = self:_plan()
+  local took = self:time() - t0
+  if took > self.slowest_step then self.slowest_step = took end
+  return wait
+end
+
+--- For a host's own loop: advances transfers, fires timers and resumes ready coroutines for
+-- about `budget` seconds (default 0.002; at least one resume), never blocking. Returns the
+-- seconds after which it wants calling again (0 = more is ready now), or nil when nothing is
+-- pending at all. While transfers are in flight and no host watches the engine's sockets it
+-- asks for at most `host_interval` seconds.
+function Scheduler:step(budget)
+  if budget ~= nil and (type(budget) ~= "number" or budget ~= budget or budget < 0) then
+    error("vidu.step: budget must be a number of seconds >= 0", 2)
+  end
+  local t0 = self:time()
+  self.stepping = true
+  local e = self._engine
+  return self:_advance(e and e:step(), budget, t0)
+end
+
+--- For a host that watches sockets: libcurl's socket `fd` is ready for `events` ("r", "w",
+-- "rw"; "e" for an error). Advances that socket's transfers, then resumes what they woke for
+-- at most `budget` seconds (default 0.002; 0: none, for a host handing over many sockets in
+-- one turn with one budget between them). Returns what step() returns.
+function Scheduler:socket_ready(fd, events, budget)
+  local e = self._engine
+  if not e then return self:_plan() end
+  local t0 = self:time()
+  self.stepping = true
+  return self:_advance(e:socket_action(fd, events), budget, t0, true)
+end
+
+--- Attaches a host loop. `host` is a table with
+--   host:later(seconds)      call scheduler:step() after `seconds` (0: at once); replaces the
+--                            previous wish; nil: nothing is pending, no call needed;
+--   host:watch(fd, events)   optional: watch socket fd for "r", "w" or "rw" and call
+--                            scheduler:socket_ready(fd, events_seen) when it is ready; nil: stop
+--                            watching it (it may be closed right after). Without watch, the
+--                            engine's sockets are polled by step() every host_interval s;
+--   host.name, host.hint     optional: named in the error a blocking wait raises.
+-- From then on a wait outside the scheduler's coroutines raises instead of blocking the host;
+-- vidu.spawn is how work starts. The host is told at once what is pending.
+function Scheduler:attach(host)
+  if type(host) ~= "table" or type(host.later) ~= "function" then
+    error("scheduler:attach expects a host with a later(seconds) method", 2)
+  end
+  if self.host then error("scheduler:attach: already attached to " .. (self.host.name or "a host"), 2) end
+  self.host = host
+  self.planned = nil
+  if host.watch and self._engine then self:_watch(self._engine) end
+  self:_plan()
+end
+
+--- Detaches the host: waits may block again, and step() drives the engine itself. The host
+-- closes its own handles.
+function Scheduler:detach()
+  self.host = nil
+  self.planned = nil
+end
+
+--- Whether a host is attached (waits outside coroutines raise instead of blocking).
+function Scheduler:attached()
+  return self.host ~= nil
+end
+
+--- pcall that a wait inside it may yield through, also on plain Lua 5.1 (where the stock
+-- pcall cannot): true, results... | false, error, as pcall.
+function Scheduler:pcall(fn, ...)
+  if PCALL_YIELDS then return pcall(fn, ...) end
+  local outer = self:current()
+  if not outer then return pcall(fn, ...) end
+  -- fn runs in a coroutine of its own; its yields are passed out to the scheduler (which
+  -- sees `outer` park) and the answers passed back in, and current() maps it to `outer`.
+  local co = co_create(fn)
+  self.proxies[co] = outer
+  local r = pack(co_resume(co, ...))
+  while co_status(co) ~= "dead" do
+    r = pack(co_resume(co, co_yield(unpack(r, 2, r.n))))
+  end
+  self.proxies[co] = nil
+  return unpack(r, 1, r.n)
 end
 
 ---------------------------------------------------------------------------------------------
@@ -367,16 +563,17 @@ Job.__tostring = function(job)
   return "vidu.job<" .. state .. ">"
 end
 
+Scheduler.Job = Job
+
 function Scheduler:_spawn(fn, group, args)
   if type(fn) ~= "function" then
     error("vidu.spawn expects a function, got " .. type(fn), 3)
   end
-  local co = coroutine.create(function(...) return fn(...) end)
-  local job = setmetatable({ co = co, group = group, done = new_event(), scheduler = self }, Job)
-  self.owned[co] = job
+  -- The coroutine is made when the job is first resumed (see _start).
+  local job = setmetatable({ fn = fn, group = group, done = new_event(), scheduler = self }, Job)
   self.nlive = self.nlive + 1
   group.live = group.live + 1
-  push_ready(self, co, args)
+  push_ready(self, job, args)
   return job
 end
 
@@ -415,6 +612,7 @@ end
 -- the coroutine's traceback appended when it is a string. Called from inside a coroutine of
 -- this scheduler it yields instead of blocking.
 function Scheduler:run(fn, ...)
+  if not self:current() then self:_may_block("vidu.run") end
   local group = new_group()
   local job = self:_spawn(fn, group, pack(...))
   job.observed = true
@@ -452,6 +650,7 @@ function Scheduler:sleep(seconds, ev)
     -- wake-up finds the token gone and is dropped.
     return self:_park(co, token) == "timer" and "timer" or "event"
   end
+  self:_may_block("a sleep")
   -- A bare timer bounds how long the engine blocks, so we wake up on time.
   self:_add_timer(at, nil, nil)
   self:_block(function() return self:time() >= at or (ev ~= nil and ev.fired) end, "a sleep")
@@ -472,11 +671,12 @@ end
 -- returns the engine's finished item. opts.on_tick(id), if given, is called about every
 -- opts.interval seconds (default 0.25) while the transfer runs (for progress reports).
 function Scheduler:transfer(spec, opts)
+  local co = self:current()
+  if not co then self:_may_block("a transfer") end
   local engine = self:engine()
   local id = engine:request(spec)
   local on_tick = opts and opts.on_tick
   local interval = opts and opts.interval or 0.25
-  local co = self:current()
   if co then
     while true do
       local item = self.done[id]
@@ -537,6 +737,7 @@ function Semaphore:acquire()
   end
   local s = self.scheduler
   local co = s:current()
+  if not co then s:_may_block("a connection slot") end
   local entry = { co = co, token = {}, granted = false }
   self.qtail = self.qtail + 1
   self.queue[self.qtail] = entry
@@ -577,6 +778,7 @@ end
 -- A function that returns nil, err counts as failed, like a task whose wait failed.
 function Scheduler:gather(list, wait_opts)
   if type(list) ~= "table" then error("vidu.gather expects a list", 2) end
+  if not self:current() then self:_may_block("vidu.gather") end
   local jobs = {}
   for i = 1, #list do
     local item = list[i]
@@ -609,10 +811,13 @@ function Scheduler:gather(list, wait_opts)
   return results, nfailed
 end
 
---- Counts: live coroutines, queued ready ones, timers, transfers in flight.
+--- Counts: live coroutines, queued ready ones, timers, transfers in flight, and the calls of
+-- step() and socket_ready() so far (steps) with the longest of them (slowest_step, s).
 function Scheduler:stats()
   local e = self._engine
   return {
+    steps = self.nsteps,
+    slowest_step = self.slowest_step,
     live = self.nlive,
     ready = self.rtail - self.rhead + 1,
     timers = #self.timers,
