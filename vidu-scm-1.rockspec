@@ -32,7 +32,8 @@ build = {
   type = "builtin",
   modules = {
     ["vidu.core"] = {
-      sources = { "csrc/b64.c", "csrc/core.c", "csrc/engine.c", "csrc/image.c", "csrc/util.c" },
+      sources = { "csrc/append.c", "csrc/b64.c", "csrc/core.c", "csrc/engine.c", "csrc/image.c",
+        "csrc/util.c" },
       defines = { "_POSIX_C_SOURCE=200809L" },
       -- libcurl's headers and library from the system's default paths (Debian: multiarch)
       libraries = { "curl" },
