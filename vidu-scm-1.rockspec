@@ -65,6 +65,7 @@ build = {
     ["vidu.http"] = "lua/vidu/http.lua",
     ["vidu.images"] = "lua/vidu/images.lua",
     ["vidu"] = "lua/vidu/init.lua",
+    ["vidu.journal"] = "lua/vidu/journal.lua",
     ["vidu.json"] = "lua/vidu/json.lua",
     ["vidu.launch"] = "lua/vidu/launch.lua",
     ["vidu.pace"] = "lua/vidu/pace.lua",
