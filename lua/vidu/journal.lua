@@ -232,7 +232,8 @@ end
 --- Opens (or creates) the journal at `path` and loads what it holds: Journal | nil, err.
 -- Opening writes an `open` record at once, so a journal that cannot be written is reported
 -- here and not at the first paid submit. The same path opened twice in one process gives the
--- same object. j.problems lists the lines that were skipped: { line, reason = "torn" (the
+-- same object. opts: readonly (load only: no record written; a missing file is an empty
+-- journal), pid (kept in the open record). j.problems lists the lines that were skipped: { line, reason = "torn" (the
 -- last line, cut short) | "corrupt", bytes }.
 function journal.open(path, opts)
   if type(path) ~= "string" or path == "" then error("journal.open expects a file path", 2) end
@@ -270,6 +271,11 @@ function journal.open(path, opts)
   -- A torn last line has no newline: the next record must start on a line of its own.
   self.needs_newline = #text > 0 and text:sub(-1) ~= "\n"
 
+  if opts.readonly then
+    -- For reading only (vidu status, a dry run): nothing written, not shared.
+    self.readonly = true
+    return self
+  end
   local ok, err = self:record{ type = "open", pid = opts.pid }
   if not ok then return nil, err end
   open_journals[abs] = self
@@ -282,6 +288,7 @@ function Journal:record(rec)
   if type(rec) ~= "table" or type(rec.type) ~= "string" then
     error("journal:record expects a table with a type", 2)
   end
+  if self.readonly then error("journal:record: " .. self.path .. " was opened read-only", 2) end
   rec.at = rec.at or os.time()
   local line = json.encode(rec) .. "\n"
   if self.needs_newline then line = "\n" .. line end
@@ -483,7 +490,8 @@ function Journal:plan_for(e, target)
   local s = e.state
   if s == "queued" or s == "running" then return "attach" end
   if s == "may_exist" then return "may_exist" end
-  if s == "succeeded" and target and not (e.path == target and file_exists(target)) then
+  -- A video is only ever renamed into place complete: a file at the target is the video.
+  if s == "succeeded" and target and not file_exists(target) then
     return "download"
   end
   return nil
@@ -511,8 +519,13 @@ function Journal:resume(opts)
       summary.may_exist[#summary.may_exist + 1] = e
     elseif what then
       jobs[#jobs + 1] = function()
+        -- A client that cannot be made (no key) is this entry's error, not a stuck slot.
+        local okc, client = pcall(opts.client, e.provider)
+        if not okc then
+          summary.errors[#summary.errors + 1] = { entry = e, err = client }
+          return
+        end
         sem:acquire()
-        local client = opts.client(e.provider)
         local task, err = client:task(e.handle,
           { on_event = journal.chain(self:hook(nil, e.key), opts.on_event) })
         if task then
