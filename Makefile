@@ -9,6 +9,7 @@
 #                   (PROVIDER=fal|vidu|wavespeed|vtrix|relay, default vidu)
 #   make bench      the benchmarks in bench/, figures printed
 #   make lint       luacheck over the Lua code
+#   make test-report  the contact sheet in headless Chromium (installs chromium)
 
 LUA ?= lua5.4
 # pkg-config names the interpreters the same way Debian does, but for LuaJIT.
@@ -99,3 +100,14 @@ lint: deps
 
 clean:
 	rm -rf build
+
+# The contact sheet (`vidu report`) in a real browser: headless Chromium from Debian, installed
+# here rather than by `make deps`, so only this target pays for it. Saves build/report.png.
+.PHONY: test-report
+test-report: $(CORE)
+	@dpkg-query -W -f='$${Status}' chromium 2>/dev/null | grep -q "ok installed" || { \
+		echo "make test-report: installing chromium"; \
+		SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends chromium \
+			|| exit 1; }
+	$(RUN_ENV) $(LUA) $(BUSTED) --cpath="$(BUILD)/?.so" --pattern=_browser spec/browser

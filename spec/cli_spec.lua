@@ -236,8 +236,14 @@ describe("vidu against the emulator", function()
     assert.are.equal(2, code)
     assert.matches("invalid: #2 vidu .*prompt: 1600 characters, the limit is 1500", out)
     assert.matches("estimated cost of the submits: unknown", out)
+    -- Without --dry-run: refused whole, nothing sent.
+    local _, err
+    code, _, err = run{ "batch", bad }
+    assert.are.equal(2, code)
+    assert.matches("1 of 2 items are invalid %(listed above%): nothing sent", err)
     assert.are.equal(0, #emu:requests{})
     assert.is_nil(io.open(dir .. "/fal-out/journal.jsonl"))
+    assert.is_nil(io.open(dir .. "/bad-out/results.jsonl"))
   end)
 
   it("batch --budget: no submit past the cap; a re-run skips what the journal holds", function()

@@ -1,9 +1,9 @@
 -- kill -9 at random moments: a real `bin/vidu batch` child (50 items against the emulator,
--- tasks of 1.5 s, half the submits held 0.3 s on the server) is killed with SIGKILL at seeded random times, then run again until the
--- batch is complete. A submit whose answer the kill cut off is "may exist": the spec, as a
--- user would, looks for it at the provider (the emulator's task list) and attaches or
--- forgets it. In the end the tasks on the emulator are exactly the journal's, each item was
--- submitted once, and every video is in place.
+-- tasks of 1.5 s, half the submits held 0.3 s on the server) is killed with SIGKILL at seeded
+-- random times, then run again until the batch is complete. A submit whose answer the kill
+-- cut off is "may exist": the spec, as a user would, looks for it at the provider (the
+-- emulator's task list) and attaches or forgets it. In the end the tasks on the emulator are
+-- exactly the journal's, each item was submitted once, and every video is in place.
 -- luacheck: max line length 130
 local json = require("vidu.json")
 local journal = require("vidu.journal")
@@ -163,7 +163,8 @@ describe("kill -9 during a batch", function()
       if json.decode(line).type == "open" then opens = opens + 1 end
     end
     -- Figures for the report (not assertions).
-    print(string.format("\nkill -9 spec: %d runs, %d kills (kill times drawn: %s s), %d may-exist attached, %d forgotten, %d journal opens, " ..
+    print(string.format("\nkill -9 spec: %d runs, %d kills (kill times drawn: %s s), %d may-exist attached, " ..
+      "%d forgotten, %d journal opens, " ..
       "%d s in all", runs, kills, table.concat(kill_times, "/"), resolved_attach, resolved_forget, opens, os.time() - started))
   end)
 end)

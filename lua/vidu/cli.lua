@@ -372,7 +372,8 @@ local function cmd_generate(ctx, o, pos)
     if ev.type == "submitted" then
       ctx:say("submitted: %s task %s (key %s)", provider, ev.task.id, key)
     elseif ev.type == "updated" and ctx.mode == "plain" then
-      ctx:say("%s%s", ev.status, ev.task.queue_position and (" #" .. ev.task.queue_position .. " in queue") or "")
+      local qp = ev.task.queue_position
+      ctx:say("%s%s", ev.status, qp and (" #" .. qp .. " in queue") or "")
     elseif ev.type == "finished" then
       ctx:say("%s after %s", ev.status, progress.clock(t.elapsed))
     end
@@ -618,6 +619,12 @@ local function cmd_batch(ctx, o, pos)
     return c.invalid > 0 and EXIT.usage or EXIT.ok
   end
 
+  if c.invalid > 0 then
+    -- Half a plan is not what was asked for: nothing is sent until every item is valid.
+    errf("%d of %d items are invalid (listed above): nothing sent", c.invalid, c.items)
+    view:json{ type = "summary", exit = EXIT.usage, invalid = c.invalid }
+    return EXIT.usage
+  end
   local ok, derr = batch.prepare_dir(dir)
   if not ok then
     errf("%s", derr)
@@ -706,7 +713,6 @@ local function cmd_batch(ctx, o, pos)
   if counts.incomplete or counts.error then codes[EXIT.incomplete] = true end
   if counts.failed or counts.canceled or counts.rejected then codes[EXIT.failed] = true end
   if counts.budget then codes[EXIT.budget] = true end
-  if counts.invalid then codes[EXIT.failed] = true end
   local code = worst(codes)
   view:json{ type = "summary", items = #prep.items, counts = counts, spent_usd = state.spent,
     committed_usd = state.committed, credits = state.credits, budget_usd = budget,
@@ -765,7 +771,8 @@ local function cmd_resume(ctx, o, pos)
     view:json(progress.event_fields(ev))
     if ev.task then live[ev.task] = ev.status end
     if ev.type == "finished" or ev.type == "downloaded" then
-      ctx:say("%s task %s %s%s", ev.provider, ev.task.id, ev.type == "downloaded" and "downloaded" or ev.status,
+      ctx:say("%s task %s %s%s", ev.provider, ev.task.id,
+        ev.type == "downloaded" and "downloaded" or ev.status,
         ev.path and (" -> " .. ev.path) or "")
     end
   end
@@ -781,7 +788,8 @@ local function cmd_resume(ctx, o, pos)
       local parts = {}
       for k, v in pairs(s) do parts[#parts + 1] = v .. " " .. k end
       table.sort(parts)
-      view:status(string.format("[%s] %d tasks: %s", progress.clock(view:elapsed()), n, table.concat(parts, ", ")))
+      view:status(string.format("[%s] %d tasks: %s", progress.clock(view:elapsed()), n,
+        table.concat(parts, ", ")))
     end, function() return done end)
     local res = j:resume{ timeout = timeout, on_event = on_event, client = function(provider)
       local ok, c = pcall(ctx.client, ctx, provider)
@@ -810,7 +818,8 @@ local function cmd_resume(ctx, o, pos)
     ctx:say("may exist (never sent again; look at the provider, then --attach KEY=TASK_ID or --forget KEY):")
     for _, e in ipairs(summary.may_exist) do
       ctx:say("  %s  %s %s", e.key, e.provider, e.params and e.params.prompt and
-        string.format("prompt=%q seed=%s", tostring(e.params.prompt):sub(1, 40), tostring(e.params.seed)) or "")
+        string.format("prompt=%q seed=%s", tostring(e.params.prompt):sub(1, 40),
+          tostring(e.params.seed)) or "")
     end
   end
   local codes = {}
@@ -859,7 +868,8 @@ local function cmd_status(ctx, o, pos)
         cost = e.cost, path = e.path, error = e.error and e.error.message, params = e.params }
     else
       ctx:say("%s %s %s %s %s %s", pad(e.key, 16), pad(e.provider or "?", 9), pad(e.id or "-", 22),
-        pad(state == "may_exist" and "may exist" or state, 10), pad(e.cost ~= nil and tostring(e.cost) or "-", 6),
+        pad(state == "may_exist" and "may exist" or state, 10),
+        pad(e.cost ~= nil and tostring(e.cost) or "-", 6),
         tostring(what):sub(1, 60))
     end
   end
@@ -868,7 +878,8 @@ local function cmd_status(ctx, o, pos)
   table.sort(parts)
   local code = worst(codes)
   ctx:say("%d entries: %s", #j:entries(), table.concat(parts, ", "))
-  ctx.view:json{ type = "summary", entries = #j:entries(), counts = counts, problems = #j.problems, exit = code }
+  ctx.view:json{ type = "summary", entries = #j:entries(), counts = counts, problems = #j.problems,
+    exit = code }
   return code
 end
 
@@ -923,7 +934,8 @@ local function cmd_cancel(ctx, o, pos)
         -- Look once more, so a provider that confirms on the next poll is journaled canceled.
         if ok and not task:done() then task:refresh() end
         if ok then
-          ctx:say("%s task %s: cancel requested%s", provider, id, task:done() and (" (" .. task.status .. ")") or "")
+          ctx:say("%s task %s: cancel requested%s", provider, id,
+            task:done() and (" (" .. task.status .. ")") or "")
           ctx.view:json{ type = "cancel", provider = provider, id = id, ok = true, status = task.status }
         else
           codes[EXIT.failed] = true

@@ -59,6 +59,7 @@ end
 --- The absolute form of a local path (relative paths are taken from the working directory).
 function journal.abspath(path)
   if path:sub(1, 1) == "/" then return path end
+  if path == "." then return cwd() end
   path = path:gsub("^%./", "")
   return cwd() .. "/" .. path
 end
@@ -233,8 +234,8 @@ end
 -- Opening writes an `open` record at once, so a journal that cannot be written is reported
 -- here and not at the first paid submit. The same path opened twice in one process gives the
 -- same object. opts: readonly (load only: no record written; a missing file is an empty
--- journal), pid (kept in the open record). j.problems lists the lines that were skipped: { line, reason = "torn" (the
--- last line, cut short) | "corrupt", bytes }.
+-- journal), pid (kept in the open record). j.problems lists the lines that were skipped:
+-- { line, reason = "torn" (the last line, cut short) | "corrupt", bytes }.
 function journal.open(path, opts)
   if type(path) ~= "string" or path == "" then error("journal.open expects a file path", 2) end
   opts = opts or {}

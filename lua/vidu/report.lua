@@ -3,7 +3,8 @@
 -- One static page beside the videos: every item of DIR/results.jsonl in a grid laid out along
 -- the plan's axes (DIR/plan.json: by default the varying ones of provider, model, image and
 -- prompt as rows, of duration, seed and motion as columns), each video playing muted in a
--- loop, a filter per varying parameter and per status, failed items with their error. No
+-- loop, a filter per varying parameter and per status (also read from the address:
+-- index.html#seed=2&motion=small), failed items with their error. No
 -- server and no network: the page links only to the videos beside it.
 --
 -- When every video has loaded or failed, the page writes the count into
@@ -151,7 +152,7 @@ td{padding:4px;vertical-align:top}
 .cell video{width:200px;display:block;background:#000;border-radius:4px 4px 0 0}
 .cell .cap{font-size:11px;color:#999;padding:3px 5px}
 .cell.bad{border-color:#833}
-.cell .err{color:#f88;font-size:12px;padding:6px;min-height:60px}
+.cell .err{color:#f88;font-size:12px;padding:6px;height:101px;overflow:hidden}
 .hidden{display:none}
 ]]
 
@@ -167,7 +168,26 @@ local SCRIPT = [[
       c.classList.toggle('hidden', !ok);
     });
   }
-  sel.forEach(function(s){ s.addEventListener('change', apply); });
+  // The filters live in the address too (#seed=2&motion=small): a view can be shared.
+  function fromHash(){
+    var want = {};
+    location.hash.replace(/^#/, '').split('&').forEach(function(kv){
+      var i = kv.indexOf('=');
+      if (i > 0) want[decodeURIComponent(kv.slice(0, i))] = decodeURIComponent(kv.slice(i + 1));
+    });
+    sel.forEach(function(s){ s.value = want[s.name] !== undefined ? want[s.name] : ''; });
+    apply();
+  }
+  function toHash(){
+    var parts = [];
+    sel.forEach(function(s){
+      if (s.value !== '') parts.push(encodeURIComponent(s.name) + '=' + encodeURIComponent(s.value));
+    });
+    history.replaceState(null, '', parts.length ? '#' + parts.join('&') : location.pathname);
+  }
+  sel.forEach(function(s){ s.addEventListener('change', function(){ apply(); toHash(); }); });
+  window.addEventListener('hashchange', fromHash);
+  fromHash();
   var vids = document.querySelectorAll('video');
   var out = document.getElementById('media-status');
   var loaded = 0, failed = 0, total = vids.length;
@@ -177,7 +197,8 @@ local SCRIPT = [[
     out.setAttribute('data-total', total);
     if (loaded + failed === total) {
       out.setAttribute('data-done', '1');
-      out.textContent = loaded + ' of ' + total + ' videos loaded' + (failed ? ', ' + failed + ' failed' : '');
+      out.textContent = loaded + ' of ' + total + ' videos loaded' +
+        (failed ? ', ' + failed + ' failed' : '');
     }
   }
   vids.forEach(function(v){
@@ -206,7 +227,8 @@ local function cell_html(r, varying)
   if r.task_id then caption[#caption + 1] = "task " .. tostring(r.task_id) end
   if r.cost ~= nil then
     local row = prices.lookup(r.provider, "*")
-    local unit = row and row.reports == "credits" and " credits" or (row and row.reports == "usd" and " USD") or ""
+    local unit = row and ((row.reports == "credits" and " credits") or (row.reports == "usd" and " USD"))
+      or ""
     caption[#caption + 1] = tostring(r.cost) .. unit
   end
   local title = {}
