@@ -97,6 +97,29 @@ describe("vidu --help and usage errors", function()
   end)
 end)
 
+describe("vidu emulator", function()
+  it("starts the emulator, which answers and goes when vidu is stopped", function()
+    local core = require("vidu.core")
+    local child = util.start_server(table.concat({ LUA, q(VIDU), "emulator", "--port", "0", "--no-ffmpeg" }, " "),
+      "vidu emulator")
+    local engine = core.engine{}
+    local item = util.fetch(engine, { method = "GET", url = child.url .. "/_emulator/health", timeout = 10 })
+    assert.are.equal(200, item.status)
+    assert.are.equal(true, json.decode(item.body).ok)
+    child:stop()
+    -- Its parent gone, the emulator stops by itself (it checks twice a second).
+    local deadline, refused = core.now() + 10, false
+    while core.now() < deadline and not refused do
+      local r = util.fetch(engine, { method = "GET", url = child.url .. "/_emulator/health", timeout = 2,
+        connect_timeout = 2 })
+      refused = not r.ok
+      if not refused then engine:wait(100) end
+    end
+    engine:close()
+    assert.is_true(refused, "the emulator outlived vidu")
+  end)
+end)
+
 describe("vidu against the emulator", function()
   local emu, dir
 

@@ -284,7 +284,8 @@ budget, prices, layout). Images are relative to the plan's directory.
 
 Runs the product of the axes concurrently (--concurrency tasks per provider, default 5;
 --rate submits per minute per provider), writes DIR/videos/KEY.mp4, DIR/results.jsonl as
-items finish, and DIR/index.html at the end. The journal (default DIR/journal.jsonl) makes a
+items finish, and DIR/index.html at the end. DIR: --out, else the plan's "out", else
+NAME-out for a plan file NAME.json. The journal (default DIR/journal.jsonl) makes a
 re-run skip what it holds. --budget stops before a submit that would pass the cap (every
 price must be known: --price overrides). --dry-run validates every item, sends nothing, and
 prints the count and the estimated cost.
@@ -356,6 +357,7 @@ local function cmd_generate(ctx, o, pos)
   local j, jerr = journal.open(jpath)
   if not j then return EXIT.failed, errf("%s", jerr) end
   local out = o.out or ("vidu-" .. key .. ".mp4")
+  if not mkdir_p(dirname(out)) then return EXIT.failed, errf("cannot create %s", dirname(out)) end
   local entry = j:entry(key)
   local view = ctx.view
   local t = { provider = provider, status = nil, elapsed = 0 }
@@ -630,7 +632,9 @@ local function cmd_batch(ctx, o, pos)
     errf("%s", derr)
     return EXIT.failed
   end
-  batch.write_plan(prep)
+  -- Every item's state as the run starts; lines are appended as items finish, and the
+  -- whole file is written again at the end.
+  batch.write_results(prep)
   view:json{ type = "start", items = c.items, submit = c.submit, attach = c.attach,
     download = c.download, done = c.done, may_exist = c.may_exist, invalid = c.invalid,
     journal = jpath, dir = dir }
@@ -962,7 +966,11 @@ local function cmd_emulator(_, _, _, argv, env)
   else
     cmd = "vidu-emulator"
   end
+  -- exec: the emulator is our child, not the shell's, and --exit-with-parent makes it go when
+  -- this process goes (plain Lua cannot exec it in our place).
+  cmd = "exec " .. cmd
   for i = 2, #argv do cmd = cmd .. " " .. shell_quote(argv[i]) end
+  cmd = cmd .. " --exit-with-parent"
   local a, _, c = os.execute(cmd)
   if type(a) == "number" then return a > 255 and math.floor(a / 256) or a end
   return a == true and 0 or (c or 1)

@@ -24,15 +24,26 @@ local function esc(s)
   }))
 end
 
+-- The results, one per item: a line appended later for the same item (a batch appends as
+-- items finish) replaces the earlier one. In item order.
 local function read_lines(path)
   local f = io.open(path, "rb")
   if not f then return nil end
-  local out = {}
+  local out, at = {}, {}
   for line in f:lines() do
     local v = json.decode(line)
-    if type(v) == "table" then out[#out + 1] = v end
+    if type(v) == "table" then
+      local id = v.index or v.key
+      if id ~= nil and at[id] then
+        out[at[id]] = v
+      else
+        out[#out + 1] = v
+        if id ~= nil then at[id] = #out end
+      end
+    end
   end
   f:close()
+  table.sort(out, function(a, b) return (tonumber(a.index) or 0) < (tonumber(b.index) or 0) end)
   return out
 end
 
