@@ -555,6 +555,11 @@ local function cmd_batch(ctx, o, pos)
   local jpath = o.journal or (dir .. "/journal.jsonl")
   local dry = o["dry-run"]
   local view = ctx.view
+  -- A provider without a key (or unknown) is one setup mistake, not one per item.
+  for _, name in ipairs(p.axes.provider) do
+    local okc, cerr2 = pcall(ctx.client, ctx, name, dry)
+    if not okc then return nil, cerr2 end
+  end
 
   local j, jerr
   if dry then

@@ -18,6 +18,19 @@ function progress.stdout_is_tty()
   return a == true and (c == nil or c == 0)
 end
 
+--- The terminal's width in columns: $COLUMNS, else what `stty size` says, else 100.
+function progress.terminal_width()
+  local cols = tonumber(os.getenv("COLUMNS") or "")
+  if cols then return cols end
+  local p = io.popen("stty size 2>/dev/null")
+  if p then
+    local line = p:read("*l") or ""
+    p:close()
+    cols = tonumber(line:match("^%d+%s+(%d+)"))
+  end
+  return cols or 100
+end
+
 --- "1:05" / "1:02:03" for a number of seconds.
 function progress.clock(s)
   if not s or s ~= s or s < 0 then return "-" end
@@ -37,11 +50,11 @@ local function mb(bytes)
 end
 
 --- A display. opts: mode ("live" | "plain" | "json"), out (a file, default io.stdout),
--- clock (a function returning seconds), width (columns, default $COLUMNS or 100).
+-- clock (a function returning seconds), width (columns, default the terminal's in live mode).
 function progress.new(opts)
   local self = setmetatable({
     mode = opts.mode, out = opts.out or io.stdout, clock = opts.clock,
-    width = opts.width or tonumber(os.getenv("COLUMNS") or "") or 100,
+    width = opts.width or (opts.mode == "live" and progress.terminal_width()) or 100,
     started = opts.clock(), drawn = false,
   }, Display)
   return self
@@ -62,7 +75,14 @@ end
 --- Shows a status line: redrawn in place in live mode, ignored otherwise.
 function Display:status(text)
   if self.mode ~= "live" then return end
-  if #text > self.width - 1 then text = text:sub(1, self.width - 4) .. "..." end
+  if #text > self.width - 1 then
+    -- Cut on a character boundary (the separators are two-byte UTF-8).
+    local cut = self.width - 4
+    while cut > 0 and text:byte(cut + 1) and text:byte(cut + 1) >= 0x80 and text:byte(cut + 1) < 0xC0 do
+      cut = cut - 1
+    end
+    text = text:sub(1, cut) .. "..."
+  end
   self.out:write("\r\27[K", text)
   self.out:flush()
   self.drawn = true
