@@ -11,6 +11,7 @@
 #   make lint       luacheck over the Lua code
 #   make fuzz       the libFuzzer targets of fuzz/, FUZZ_SECONDS (default 60) each
 #   make test-hosts vidu in headless Neovim, nginx with its Lua module and a C frame loop
+#   make test-report  the contact sheet in headless Chromium (installs chromium)
 
 LUA ?= lua5.4
 # pkg-config names the interpreters the same way Debian does, but for LuaJIT.
@@ -223,3 +224,14 @@ test-hosts: $(HOSTS_ROOT)/.ok build/hosts/host
 	$(MAKE) --no-print-directory LUA=luajit
 	LUA_PATH="$(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;;" \
 		LUA_CPATH="$(CURDIR)/build/lua5.4/?.so;;" VIDU_LUA=lua5.4 lua5.4 spec/hosts/run.lua
+
+# The contact sheet (`vidu report`) in a real browser: headless Chromium from Debian, installed
+# here rather than by `make deps`, so only this target pays for it. Saves build/report.png.
+.PHONY: test-report
+test-report: $(CORE)
+	@dpkg-query -W -f='$${Status}' chromium 2>/dev/null | grep -q "ok installed" || { \
+		echo "make test-report: installing chromium"; \
+		SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends chromium \
+			|| exit 1; }
+	$(RUN_ENV) $(LUA) $(BUSTED) --cpath="$(BUILD)/?.so" --pattern=_browser spec/browser

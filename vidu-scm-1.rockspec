@@ -12,7 +12,8 @@ description = {
   detailed = [[
 A C core (libcurl multi engine, base64, image header inspection) under a thin Lua layer:
 provider clients, tasks, and a coroutine scheduler whose waits never block a host loop.
-Ships bin/vidu-emulator, an offline emulator of all five providers' wire contracts.
+Ships bin/vidu (generate, batch, resume, status, cancel, report, with a journal that survives
+kill -9) and bin/vidu-emulator, an offline emulator of all five providers' wire contracts.
 ]],
   license = "MIT",
   labels = { "video", "ai", "http", "libcurl", "coroutines" },
@@ -40,8 +41,8 @@ build = {
   type = "builtin",
   modules = {
     ["vidu.core"] = {
-      sources = { "csrc/b64.c", "csrc/core.c", "csrc/crypto.c", "csrc/engine.c", "csrc/image.c",
-        "csrc/util.c" },
+      sources = { "csrc/append.c", "csrc/b64.c", "csrc/core.c", "csrc/crypto.c", "csrc/engine.c",
+        "csrc/image.c", "csrc/util.c" },
       defines = { "_POSIX_C_SOURCE=200809L" },
       -- libcurl's headers and library, where external_dependencies found them; libcrypto
       -- (OpenSSL, Debian libssl-dev) from the system's default paths
@@ -49,6 +50,8 @@ build = {
       incdirs = { "$(CURL_INCDIR)" },
       libdirs = { "$(CURL_LIBDIR)" },
     },
+    ["vidu.batch"] = "lua/vidu/batch.lua",
+    ["vidu.cli"] = "lua/vidu/cli.lua",
     ["vidu.client"] = "lua/vidu/client.lua",
     ["vidu.emulator.client"] = "lua/vidu/emulator/client.lua",
     ["vidu.emulator.control"] = "lua/vidu/emulator/control.lua",
@@ -78,9 +81,13 @@ build = {
     ["vidu.http"] = "lua/vidu/http.lua",
     ["vidu.images"] = "lua/vidu/images.lua",
     ["vidu"] = "lua/vidu/init.lua",
+    ["vidu.journal"] = "lua/vidu/journal.lua",
     ["vidu.json"] = "lua/vidu/json.lua",
     ["vidu.launch"] = "lua/vidu/launch.lua",
     ["vidu.pace"] = "lua/vidu/pace.lua",
+    ["vidu.plan"] = "lua/vidu/plan.lua",
+    ["vidu.prices"] = "lua/vidu/prices.lua",
+    ["vidu.progress"] = "lua/vidu/progress.lua",
     ["vidu.providers"] = "lua/vidu/providers/init.lua",
     ["vidu.providers.common"] = "lua/vidu/providers/common.lua",
     ["vidu.providers.fal"] = "lua/vidu/providers/fal.lua",
@@ -91,6 +98,7 @@ build = {
     ["vidu.providers.vidu_models"] = "lua/vidu/providers/vidu_models.lua",
     ["vidu.providers.vtrix"] = "lua/vidu/providers/vtrix.lua",
     ["vidu.providers.wavespeed"] = "lua/vidu/providers/wavespeed.lua",
+    ["vidu.report"] = "lua/vidu/report.lua",
     ["vidu.retry"] = "lua/vidu/retry.lua",
     ["vidu.scheduler"] = "lua/vidu/scheduler.lua",
     ["vidu.task"] = "lua/vidu/task.lua",
@@ -99,7 +107,7 @@ build = {
     ["vidu.webhooks"] = "lua/vidu/webhooks.lua",
   },
   install = {
-    bin = { ["vidu-emulator"] = "bin/vidu-emulator" },
+    bin = { ["vidu"] = "bin/vidu", ["vidu-emulator"] = "bin/vidu-emulator" },
     -- the emulator's fallback video and cover, found beside its modules
     lua = {
       ["vidu.emulator.assets.fallback"] = "lua/vidu/emulator/assets/fallback.mp4",

@@ -2,6 +2,7 @@
  * core.c: luaopen_vidu_core, the module entry point. The parts live in their own files.
  */
 #include "core.h"
+#include "append.h"
 
 #define VIDU_CORE_VERSION "0.1.0"
 
@@ -18,5 +19,6 @@ LUALIB_API int luaopen_vidu_core(lua_State *L)
 	vidu_open_crypto(L);
 	vidu_open_image(L);
 	vidu_open_engine(L);
+	vidu_open_append(L);
 	return 1;
 }

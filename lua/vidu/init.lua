@@ -27,8 +27,23 @@ local function sched() return scheduler.default() end
 
 --- Makes a client for a provider ("fal", "vidu", "wavespeed", "vtrix", "relay").
 -- See vidu.client module for the options (api_key, base_url, timeout, poll, retries,
--- max_connections, and the provider's own).
+-- max_connections, and the provider's own). journal = a path or a vidu.journal object:
+-- every task of the client is journaled (see vidu.journal); a journal that cannot be
+-- opened raises.
 function vidu.client(name, opts)
+  if type(opts) == "table" and opts.journal ~= nil then
+    local j = opts.journal
+    local rest = {}
+    for k, v in pairs(opts) do if k ~= "journal" then rest[k] = v end end
+    if type(j) == "string" then
+      local err
+      j, err = require("vidu.journal").open(j)
+      if not j then error(err, 2) end
+    elseif type(j) ~= "table" or type(j.attach) ~= "function" then
+      error("vidu.client: option journal must be a path or a vidu.journal object", 2)
+    end
+    return j:attach(client.new(name, rest))
+  end
   return client.new(name, opts)
 end
 
