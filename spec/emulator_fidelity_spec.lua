@@ -68,7 +68,7 @@ for _, flavour in ipairs({ { "vidu", "/ent/v2", VIDU }, { "relay", "/vidu/v2", B
         assert.are.equal(200, r.status, r.body)
         assert.are.equal(m.default_duration, r.json.duration)
         assert.are.equal(models.default_resolution(m, m.default_duration), r.json.resolution)
-        local durations, bad = {}, {}
+        local durations, bad
         if m.duration_range then
           local lo, hi = m.duration_range[1], m.duration_range[2]
           durations = { lo, hi }
@@ -101,7 +101,8 @@ for _, flavour in ipairs({ { "vidu", "/ent/v2", VIDU }, { "relay", "/vidu/v2", B
           assert.matches("duration", no.json.message)
         end
         local max = m.prompt_max or 1500
-        assert.are.equal(200, vidu_submit({ model = model, prompt = string.rep("é", max) }, base, auth).status)
+        local at_max = vidu_submit({ model = model, prompt = string.rep("é", max) }, base, auth)
+        assert.are.equal(200, at_max.status)
         local long = vidu_submit({ model = model, prompt = string.rep("é", max + 1) }, base, auth)
         assert.are.equal(400, long.status)
         assert.are.equal("prompt exceeds " .. max .. " characters", long.json.message)
@@ -297,7 +298,8 @@ local MEDIA = {
     local id = call("POST", "/model/v1/generation", { auth = BEARER, json = { model = "viduq1_img2video",
       input = { { params = { images = { DATA_URI }, prompt = "p" } } } } }).json.id
     return function()
-      return { call("GET", "/model/v1/generation/task/" .. id, { auth = BEARER }).json.output[1].content[1].url }
+      local t = call("GET", "/model/v1/generation/task/" .. id, { auth = BEARER }).json
+      return { t.output[1].content[1].url }
     end
   end,
 }
@@ -416,7 +418,8 @@ describe("emulator Vtrix balance and string codes", function()
     local params = { images = { DATA_URI }, prompt = "p" }
     local id = call("POST", "/model/v1/generation", { auth = BEARER, json = { model = "viduq1_img2video",
       input = { { params = params } } } }).json.id
-    assert.are.equal(8008003098, call("GET", "/model/v1/generation/task/" .. id, { auth = BEARER }).json.error.code)
+    local first = call("GET", "/model/v1/generation/task/" .. id, { auth = BEARER })
+    assert.are.equal(8008003098, first.json.error.code)
     emu:config{ vtrix_string_codes = true }
     emu:next{ polls = 1, outcome = "failed" }
     id = call("POST", "/model/v1/generation", { auth = BEARER, json = { model = "viduq1_img2video",
