@@ -252,6 +252,20 @@ describe("emulator fal queue priority and runner hint", function()
     assert.are.equal(200, call("GET", low.response_url).status)
   end)
 
+  it("a low-priority request nobody polls finishes once the normal ones have left the queue", function()
+    emu:next{ progress = "time", seconds = 2 }   -- leaves the queue at 0.6 s
+    emu:next{ progress = "time", seconds = 0.2 } -- would be done at 0.2 s, but waits
+    local a = submit({ ["X-Fal-Queue-Priority"] = "normal" }).json
+    local low = submit({ ["X-Fal-Queue-Priority"] = "low" }).json
+    local stage = emu:wait_for(function()
+      local st = emu:task(low.request_id).task.stage
+      return st == "succeeded" and st
+    end, 30)
+    assert.are.equal("succeeded", stage)
+    local ta = emu:task(a.request_id).task
+    assert.truthy(ta.stage == "running" or ta.stage == "succeeded", ta.stage)
+  end)
+
   it("records priority, start timeout and runner hint in the control API's task listing", function()
     submit{ ["X-Fal-Queue-Priority"] = "low", ["X-Fal-Runner-Hint"] = "runner-7",
       ["X-Fal-Request-Timeout"] = "30" }

@@ -195,8 +195,21 @@ function M:observe(task)
       self:stop_timers(task)
     end
     if self.app.on_change then self.app:on_change(task, old, new) end
+    if (old == "created" or old == "queued") and task.priority ~= "low" then self:release(task) end
   end
   return new
+end
+
+--- A task of normal priority left the queue: low-priority tasks of its provider that move by
+-- time (nobody polls them) are looked at again, as their own timers may be spent.
+function M:release(task)
+  for _, t in pairs(self.by_id) do
+    if t.priority == "low" and t.provider == task.provider and not TERMINAL[t.stage]
+      and (t.progress == "time" or t.timed) and self:ahead(t) == 0 then
+      self:observe(t)
+      self:schedule(t)
+    end
+  end
 end
 
 --- A client polled the task: count it and return the stage.

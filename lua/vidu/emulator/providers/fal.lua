@@ -120,7 +120,7 @@ local function logs_for(task, stage)
   local function add(msg, t)
     l[#l + 1] = { message = msg, level = "INFO", source = "user", timestamp = util.iso_time(t) }
   end
-  if stage ~= "created" and stage ~= "queued" then
+  if stage ~= "created" and stage ~= "queued" and stage ~= "timeout" then
     add("Starting video generation", task.running_at or t0)
     if stage == "succeeded" then add("Video generation completed", task.finished_at or util.now()) end
     if stage == "failed" or stage == "moderated" then
