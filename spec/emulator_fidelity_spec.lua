@@ -341,7 +341,7 @@ describe("emulator expiring media URLs (media_ttl)", function()
   end
 
   it("expires a link when its time comes, and the task gives a fresh one", function()
-    emu:config{ media_ttl = 1 }
+    emu:config{ media_ttl = 2 }
     local again = MEDIA.wavespeed()
     local u = again()[1]
     assert.are.equal(200, call("GET", u).status)
