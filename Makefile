@@ -235,3 +235,19 @@ test-report: $(CORE)
 		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends chromium \
 			|| exit 1; }
 	$(RUN_ENV) $(LUA) $(BUSTED) --cpath="$(BUILD)/?.so" --pattern=_browser spec/browser
+
+# The official fal and WaveSpeed JavaScript SDKs against the emulator (.ci/sdk-check.js):
+# installs them into build/sdk with npm (Node.js is installed from Debian when missing), starts
+# an emulator, runs one generation with each and prints the outcome ("N passed, N failed").
+SDK_PKGS ?= @fal-ai/client@1.10.1 wavespeed@0.3.2
+.PHONY: sdk-check
+sdk-check: $(CORE)
+	@command -v node >/dev/null && command -v npm >/dev/null || { \
+		echo "make sdk-check: installing nodejs and npm"; \
+		SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+		$$SUDO apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends nodejs npm; \
+	} || exit 1
+	@mkdir -p build/sdk
+	npm install --prefix build/sdk --no-save --no-package-lock --no-audit --no-fund --loglevel=error $(SDK_PKGS)
+	$(RUN_ENV) NODE_PATH="$(CURDIR)/build/sdk/node_modules" node .ci/sdk-check.js

@@ -9,6 +9,7 @@
 --   emu:requests{ method=, path=, match= }    -- logged requests
 --   emu:webhooks()                            -- webhook deliveries and their attempts
 --   emu:request{ method=, path= | url=, headers=, body= } -> engine result (any route)
+--   emu:call(method, path | url, { auth=, json=, headers=, body= }) -> engine result with .json
 --   emu:wait_for(fn, timeout)                 -- polls fn until it returns a value or time runs out
 --   emu:stop()                                -- also on garbage collection; call it in teardown
 --
@@ -61,6 +62,29 @@ function Emu:request(t)
   end
   self.engine:cancel(id)
   error("emulator request timed out: " .. tostring(t.method) .. " " .. tostring(t.path or t.url))
+end
+
+--- A provider call: `where` is a path or an absolute URL; opts: auth (the Authorization
+-- value), json (a table or a JSON text, sent as application/json), headers, body, timeout.
+-- The finished item gets .json when its body is JSON.
+function Emu:call(method, where, opts)
+  opts = opts or {}
+  local headers = {}
+  for k, v in pairs(opts.headers or {}) do headers[k] = v end
+  if opts.auth then headers["Authorization"] = opts.auth end
+  local body = opts.body
+  if opts.json ~= nil then
+    body = type(opts.json) == "string" and opts.json or ejson.encode(opts.json)
+    headers["Content-Type"] = "application/json"
+  end
+  local absolute = where:match("^https?://") ~= nil
+  local item = self:request{ method = method, path = not absolute and where or nil,
+    url = absolute and where or nil, headers = headers, body = body, timeout = opts.timeout }
+  if item.ok and item.body and item.body ~= "" then
+    local ok, v = pcall(cjson.decode, item.body)
+    if ok then item.json = v end
+  end
+  return item
 end
 
 --- A control call: JSON in, decoded JSON out (raises on transport errors and bad JSON).

@@ -3,12 +3,16 @@
 --   POST /_emulator/reset            [config]  clean state: tasks, faults, log, webhooks, "next"
 --   GET|POST /_emulator/config       [config]  run-level settings (merged)
 --   POST /_emulator/next             {outcome, polls, seconds, progress, state} for the next task
+--                                    (outcomes: success, failed, moderated, nsfw)
 --   GET  /_emulator/tasks            all tasks;  GET|POST /_emulator/tasks/{id}  one task
 --   GET|POST|DELETE /_emulator/faults          list, add ({...} or [{...}]), clear
 --   GET|DELETE /_emulator/log?method=&path=&match=
 --   GET  /_emulator/webhooks         deliveries and their attempts (duplicate, tampered)
 -- Config keys for webhook tests (webhook.lua): webhook_bad_signature, webhook_stale (s),
--- webhook_duplicate, webhook_out_of_order.
+-- webhook_duplicate, webhook_out_of_order. Readings of the providers where their sources
+-- differ (checked by check_knobs; defaults in init.lua): vidu_cancel_state,
+-- vidu_max_image_bytes, vidu_upload_refuse_at, media_ttl, fal_retryable_header,
+-- fal_min_start_timeout, fal_start_timeout_type, vtrix_string_codes.
 --   GET  /_emulator/health
 local json = require("vidu.emulator.json")
 local util = require("vidu.emulator.util")
@@ -62,10 +66,27 @@ local function log_view(entries)
   return out
 end
 
--- The webhook knobs (see webhook.lua): booleans, and webhook_stale in seconds.
-local FLAGS = { "webhook_bad_signature", "webhook_duplicate", "webhook_out_of_order" }
+-- The webhook knobs (see webhook.lua) and the vtrix_string_codes switch: booleans.
+local FLAGS = { "webhook_bad_signature", "webhook_duplicate", "webhook_out_of_order",
+  "vtrix_string_codes" }
 
---- Checks the webhook knobs of a config body -> nil | message.
+-- Knobs with one of a few string values (each explained where it is used).
+local CHOICES = {
+  vidu_cancel_state = { "failed", "canceled" },                  -- providers/vidu.lua M.state
+  vidu_upload_refuse_at = { "finish", "put", "submit" },         -- providers/vidu.lua, finish
+  fal_retryable_header = { "omit", "false", "true" },            -- providers/fal.lua, result
+  fal_start_timeout_type = { "request_timeout", "startup_timeout" }, -- providers/fal.lua
+}
+
+local function one_of(v, list)
+  for _, x in ipairs(list) do
+    if v == x then return true end
+  end
+  return false
+end
+
+--- Checks the knobs of a config body (webhook knobs, provider readings, media_ttl) ->
+-- nil | message naming the key and what it takes.
 function M.check_knobs(body)
   for _, k in ipairs(FLAGS) do
     if body[k] ~= nil and type(body[k]) ~= "boolean" then return k .. " must be true or false" end
@@ -73,6 +94,23 @@ function M.check_knobs(body)
   local stale = body.webhook_stale
   if stale ~= nil and (type(stale) ~= "number" or stale < 0) then
     return "webhook_stale must be a number of seconds >= 0"
+  end
+  for k, list in pairs(CHOICES) do
+    if body[k] ~= nil and not one_of(body[k], list) then
+      return k .. " must be one of \"" .. table.concat(list, "\", \"") .. "\""
+    end
+  end
+  local ttl = body.media_ttl
+  if ttl ~= nil and ttl ~= false and (type(ttl) ~= "number" or ttl < 0) then
+    return "media_ttl must be a number of seconds >= 0, or false (media URLs never expire)"
+  end
+  local max = body.vidu_max_image_bytes
+  if max ~= nil and (type(max) ~= "number" or max < 1 or max ~= math.floor(max)) then
+    return "vidu_max_image_bytes must be a whole number of bytes >= 1"
+  end
+  local min = body.fal_min_start_timeout
+  if min ~= nil and (type(min) ~= "number" or min < 0) then
+    return "fal_min_start_timeout must be a number of seconds >= 0"
   end
   return nil
 end

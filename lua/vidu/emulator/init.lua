@@ -30,7 +30,7 @@ M.DEFAULTS = {
   progress = "polls",        -- "polls" | "time"
   polls = 3,                 -- polls until done ("polls" progress)
   seconds = 3,               -- seconds until done ("time" progress, and webhook/sync tasks)
-  outcome = "success",       -- "success" | "failed" | "moderated"
+  outcome = "success",       -- "success" | "failed" | "moderated" | "nsfw"
   webhook_retry_delay = 0.5, -- first retry delay (s), doubled each time
   webhook_timeout = 10,
   webhook_bad_signature = false, -- knobs for receivers' tests: see webhook.lua
@@ -43,6 +43,15 @@ M.DEFAULTS = {
   log_body_limit = 4194304,  -- bytes of each logged body
   ffmpeg_timeout = 120,      -- seconds an ffmpeg run may take; killed past it (bundled video served)
   -- ffmpeg = false (--no-ffmpeg): never run ffmpeg; a path: that program; unset: ffmpeg on PATH
+  -- Readings of the providers where their sources differ; each is explained where it is used.
+  media_ttl = false,         -- seconds media URLs stay valid (false: they never expire)
+  vidu_cancel_state = "failed",      -- a canceled Vidu task's state: "failed" | "canceled"
+  vidu_max_image_bytes = 10000000,   -- Vidu takes images under this many bytes
+  vidu_upload_refuse_at = "finish",  -- where an upload that is too large is refused
+  fal_retryable_header = "omit",     -- X-Fal-Retryable on failed results: "omit"|"false"|"true"
+  fal_min_start_timeout = 0.1,       -- X-Fal-Request-Timeout must be above this
+  fal_start_timeout_type = "request_timeout", -- error_type of an expired start timeout
+  vtrix_string_codes = false,        -- Vtrix error codes as strings
 }
 
 local App = {}
@@ -90,6 +99,14 @@ function App:configure(cfg)
   self.config = merge_config(self.config, cfg)
   if cfg.log_limit then self.log.limit = tonumber(cfg.log_limit) or self.log.limit end
   if cfg.log_body_limit then self.log.body_limit = tonumber(cfg.log_body_limit) or self.log.body_limit end
+end
+
+--- A media URL as handed out now: signed to expire after config media_ttl seconds, or
+-- unchanged when media_ttl is not set (see media.lua).
+function App:media_link(url)
+  local ttl = self.config.media_ttl
+  if type(ttl) ~= "number" then ttl = nil end
+  return self.media:link(url, ttl, util.now())
 end
 
 --- Called by the task store on every stage change: providers send their callbacks.
@@ -286,6 +303,10 @@ function M.start(opts)
     local key = file:match("^([%w%-_]+)")
     if not key or not (kind == "v" or kind == "c" or kind == "u") then
       return res:send(404, { ["Content-Type"] = "text/plain" }, "not found\n")
+    end
+    if kind ~= "u" then
+      local ttl = app.config.media_ttl
+      if not app.media:check_link(req, res, type(ttl) == "number" and ttl or nil, util.now()) then return end
     end
     return app.media:serve(req, res, kind, key)
   end)

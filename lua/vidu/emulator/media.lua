@@ -24,13 +24,13 @@ end
 
 --- New media store. opts: dir (scratch directory), base_url, ffmpeg (false: none, a path, or
 -- nil: the one on PATH), timeout (seconds an ffmpeg run may take, default 120), fps, size
--- (longest side in pixels), max_jobs.
+-- (longest side in pixels), max_jobs, secret (of expiring links).
 function M.new(opts)
   local self = setmetatable({
     dir = opts.dir, base_url = opts.base_url or "", fps = opts.fps or 12, size = opts.size or 640,
     max_jobs = opts.max_jobs or 2, running = 0, waiting = {}, jobs = {}, uploads = {},
     nupload = 0, assets = module_dir() .. "/assets", runs = 0, timeout = opts.timeout or 120,
-    children = {},
+    children = {}, secret = opts.secret or tostring(uv.hrtime()),
   }, M)
   if opts.ffmpeg == false then
     self.ffmpeg = nil
@@ -181,6 +181,61 @@ end
 --- The URL the cover of `job` is served at.
 function M:cover_url(job)
   return self.base_url .. "/media/c/" .. job.key .. ".jpg"
+end
+
+-- Expiring links. Vidu's video and cover URLs are pre-signed and expire (24 h on the current
+-- get-generation page, 1 h on older pages; a CN sample carried X-Amz-Expires=3600), and a
+-- new GET of the task hands out fresh ones; an expired one answers as S3 does, 403 with an
+-- XML AccessDenied body. fal's CDN and WaveSpeed's storage expire their media too. With
+-- config media_ttl (seconds) every media URL handed out carries ?expires=<unix>&sig=<hex>;
+-- without it (the default) URLs never expire, as before. The signature is a keyed checksum,
+-- not cryptography: it only keeps a client from moving the expiry.
+
+-- The checksum of a link: path and expiry under this run's secret.
+local function link_sig(self, path, expires)
+  return image.fingerprint(self.secret .. "\n" .. path .. "\n" .. expires)
+end
+
+--- `url` (one of ours) signed to expire `ttl` seconds from `now`: ?expires=<unix>&sig=<hex>
+-- appended (whole seconds, rounded up; a ttl of 0 has expired already). Returned unchanged
+-- when ttl is nil or false.
+function M:link(url, ttl, now)
+  if not url or not ttl then return url end
+  local expires = ttl > 0 and math.ceil(now + ttl) or math.floor(now)
+  local path = url:sub(#self.base_url + 1):gsub("%?.*$", "")
+  return url .. (url:find("?", 1, true) and "&" or "?") .. "expires=" .. expires .. "&sig="
+    .. link_sig(self, path, expires)
+end
+
+-- S3's answer to a refused GET: 403 with an XML body.
+local function access_denied(req, res, message, extra)
+  local body = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>AccessDenied</Code><Message>"
+    .. message .. "</Message>" .. (extra or "") .. "<RequestId>" .. image.fingerprint(req.target or req.path)
+    .. "</RequestId></Error>"
+  return res:send(403, { ["Content-Type"] = "application/xml" }, body)
+end
+
+--- Checks a media GET against its link: true when it may be served, else answers 403
+-- (expired, tampered, or unsigned while `ttl` is set) and returns false.
+function M:check_link(req, res, ttl, now)
+  local p = req.params or {}
+  if p.expires == nil and p.sig == nil then
+    if not ttl then return true end
+    access_denied(req, res, "Request has expired")
+    return false
+  end
+  local expires = tonumber(p.expires)
+  if not expires or p.sig ~= link_sig(self, req.path, p.expires) then
+    access_denied(req, res, "Request signature does not match")
+    return false
+  end
+  if now >= expires then
+    local iso = function(t) return os.date("!%Y-%m-%dT%H:%M:%SZ", math.floor(t)) end
+    access_denied(req, res, "Request has expired", "<Expires>" .. iso(expires) .. "</Expires><ServerTime>"
+      .. iso(now) .. "</ServerTime>")
+    return false
+  end
+  return true
 end
 
 --- Keep an uploaded file -> id.

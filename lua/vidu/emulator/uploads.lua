@@ -22,6 +22,15 @@ function M.routes(app, r)
         "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>NoSuchUpload</Code>"
         .. "<Message>The specified upload does not exist.</Message></Error>")
     end
+    -- Vidu's image limit at the storage (config vidu_upload_refuse_at = "put"; see the
+    -- finish route in providers/vidu.lua for why finish is the default).
+    if up.provider == "vidu" and app.config.vidu_upload_refuse_at == "put"
+      and #req.body >= require("vidu.emulator.providers.vidu").image_limit(app) then
+      return res:send(400, { ["Content-Type"] = "application/xml" },
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>EntityTooLarge</Code>"
+        .. "<Message>Your proposed upload exceeds the maximum allowed size</Message>"
+        .. "<ProposedSize>" .. #req.body .. "</ProposedSize></Error>")
+    end
     local ctype = req.headers["content-type"] or up.content_type or "application/octet-stream"
     local etag = image.fingerprint(req.body)
     app.media:put_upload(id, req.body, ctype, up.name)

@@ -98,13 +98,29 @@ end
 
 local STATUS = { created = "IN_QUEUE", queued = "IN_QUEUE", running = "IN_PROGRESS" }
 
+-- fal's error documentation (fal.ai/docs/errors; model-apis/errors): each model error object
+-- carries loc, msg, type and a `url` to the type's documentation.
+local function doc_url(typ)
+  return "https://docs.fal.ai/errors/#" .. typ
+end
+
+-- A start timeout (X-Fal-Request-Timeout) that expires before a runner takes the request:
+-- 504 with X-Fal-Request-Timeout-Type: user (docs.fal.ai documentation/model-apis/
+-- common-parameters). The body's error_type is not given there; decision: the request-errors
+-- page's own example, {"detail": "Request timed out", "error_type": "request_timeout"}.
+-- Config fal_start_timeout_type = "startup_timeout" gives the other reading ("the runner did
+-- not start within the allowed time", same page).
+local function timeout_type(app)
+  return app.config.fal_start_timeout_type or "request_timeout"
+end
+
 local function logs_for(task, stage)
   local l = json.array()
   local t0 = task.created_wall
   local function add(msg, t)
     l[#l + 1] = { message = msg, level = "INFO", source = "user", timestamp = util.iso_time(t) }
   end
-  if stage ~= "created" and stage ~= "queued" then
+  if stage ~= "created" and stage ~= "queued" and stage ~= "timeout" then
     add("Starting video generation", task.running_at or t0)
     if stage == "succeeded" then add("Video generation completed", task.finished_at or util.now()) end
     if stage == "failed" or stage == "moderated" then
@@ -120,10 +136,15 @@ local function status_body(app, task, stage, with_logs)
   local b = { status = STATUS[stage] or "COMPLETED", request_id = task.id, response_url = response_url,
     status_url = status_url, cancel_url = cancel_url }
   if b.status == "IN_QUEUE" then b.queue_position = app.tasks:queue_position(task) end
-  if with_logs and b.status ~= "IN_QUEUE" then b.logs = logs_for(task, stage) end
+  -- Always present: the official Python client reads data["logs"] unconditionally (fal_client
+  -- client.py _parse_status) and fal-js types it as required; empty when logs=0 was asked.
+  b.logs = with_logs and logs_for(task, stage) or json.array()
   if b.status == "COMPLETED" then
-    b.metrics = { inference_time = (task.finished_at or util.now()) - (task.running_at or task.created_wall) }
+    if task.running_at then
+      b.metrics = { inference_time = (task.finished_at or util.now()) - task.running_at }
+    end
     if stage == "failed" then b.error, b.error_type = "Video generation failed", "downstream_service_error"
+    elseif stage == "timeout" then b.error, b.error_type = "Request timed out", timeout_type(app)
     elseif stage == "moderated" then b.error, b.error_type = "Content policy violation",
       "content_policy_violation"
     elseif stage == "canceled" then b.error, b.error_type = "Request was cancelled", "request_cancelled" end
@@ -131,24 +152,72 @@ local function status_body(app, task, stage, with_logs)
   return b
 end
 
--- The result: status and body.
-local function result(_, task, stage)
+-- X-Fal-Retryable on a failed generation's result: the errors page marks the header
+-- [OPTIONAL], so by default it is left out and the status (400, 422) alone says "do not
+-- retry"; config fal_retryable_header = "false" or "true" sends it with that value.
+local function retryable_headers(app, headers)
+  local v = app.config.fal_retryable_header
+  if v == "true" or v == "false" then headers["X-Fal-Retryable"] = v end
+  return headers
+end
+
+-- The result: status, body and headers. A failed generation is fal's model error
+-- downstream_service_error, whose documented status is 400 (fal.ai/docs/errors); a policy
+-- refusal is content_policy_violation, 422; an expired start timeout a 504 request error.
+local function result(app, task, stage)
   if stage == "succeeded" then
-    return 200, { video = { url = task.video_url, content_type = "video/mp4", file_name = "output.mp4" } }
+    return 200, { video = { url = app:media_link(task.video_url), content_type = "video/mp4",
+      file_name = "output.mp4" } }, {}
   elseif stage == "failed" then
-    -- fal states a failed generation as a 400 with the error's type (issue 8, the audit's F
-    -- items); a 5xx is the gateway's trouble, not a verdict.
     return 400, { detail = json.array({ { loc = json.array({ "body" }),
       msg = "Video generation failed. Please try again.",
-      type = "downstream_service_error" } }) }
+      type = "downstream_service_error", url = doc_url("downstream_service_error"),
+      input = { prompt = task.input.prompt } } }) }, retryable_headers(app, {})
   elseif stage == "moderated" then
     return 422, { detail = json.array({ { loc = json.array({ "body", "prompt" }),
       msg = "The content could not be processed because it contained material flagged by a content checker.",
-      type = "content_policy_violation" } }) }
+      type = "content_policy_violation", url = doc_url("content_policy_violation"),
+      input = task.input.prompt } }) }, retryable_headers(app, {})
+  elseif stage == "timeout" then
+    local typ = timeout_type(app)
+    return 504, { detail = "Request timed out", error_type = typ },
+      { ["X-Fal-Request-Timeout-Type"] = "user", ["X-Fal-Error-Type"] = typ }
   elseif stage == "canceled" then
-    return 400, { detail = "Request was cancelled" }
+    return 400, { detail = "Request was cancelled" }, {}
   end
-  return 400, { detail = "Request is still in progress" }
+  return 400, { detail = "Request is still in progress" }, {}
+end
+
+-- The queue headers of a submit (docs.fal.ai documentation/model-apis/common-parameters;
+-- fal-js headers.ts) -> task fields | nil, message.
+-- * X-Fal-Request-Timeout: a time-to-start deadline in seconds, counted from the submit; a
+--   request still IN_QUEUE then ends COMPLETED and its result is a 504 (see timeout_type).
+--   The page gives the minimum as "> 0.1 seconds" (an older synchronous-requests page: "at
+--   least 1 second"; both official SDKs refuse <= 1 s on their side). Decision: refuse 0.1 and
+--   below with a 400 bad_request request error (the request-errors page names "invalid timeout
+--   header" as bad_request); config fal_min_start_timeout = 1 refuses 1 s and below, as the
+--   SDKs do.
+-- * X-Fal-Queue-Priority: "low" sits behind every normal-priority request of the endpoint
+--   (queue_position counts them); any other value is recorded and queued as normal (what
+--   fal does with an unknown value is not documented).
+-- * X-Fal-Runner-Hint: recorded (visible in the control API's task listing); there is one
+--   runner here, so it changes nothing else.
+local function queue_headers(app, req)
+  local h = req.headers
+  local out = {}
+  local t = h["x-fal-request-timeout"]
+  if t ~= nil then
+    local n = tonumber(t)
+    local min = tonumber(app.config.fal_min_start_timeout) or 0.1
+    if not n or n ~= n or n <= min then
+      return nil, "Invalid X-Fal-Request-Timeout header: it must be a number of seconds above " .. min
+    end
+    out.start_timeout = n
+    out.start_deadline = util.mono() + n
+  end
+  out.priority = h["x-fal-queue-priority"]
+  out.runner_hint = h["x-fal-runner-hint"]
+  return out
 end
 
 local function want_logs(req)
@@ -189,7 +258,7 @@ end
 --- On a finished task with a fal_webhook: sends the signed callback.
 function P.on_change(app, task, _, new)
   if not task.callback_url or not (new == "succeeded" or new == "failed" or new == "moderated"
-    or new == "canceled") then return end
+    or new == "canceled" or new == "timeout") then return end
   local status, body = result(app, task, new)
   local payload = { request_id = task.id, gateway_request_id = task.id, payload = body }
   if status == 200 then
@@ -219,13 +288,19 @@ function P.routes(app, r)
     if hook and not hook:match("^https?://") then
       return app:json(res, 400, { detail = "fal_webhook must be an http(s) URL" })
     end
+    local queue, qerr = queue_headers(app, req)
+    if not queue then
+      return app:json(res, 400, { detail = qerr, error_type = "bad_request" },
+        { ["X-Fal-Error-Type"] = "bad_request" })
+    end
     local input, errs = validate(app, b)
     if not input then return detail(app, res, 422, errs) end
     local got = errs
     local job = app.media:job(got and got.bytes, 5, input.movement_amplitude)
-    local task = app.tasks:create("fal", { id = app:new_id("uuid"), key = key, input = input,
-      callback_url = hook, video_url = app.media:video_url(job), cover_url = app.media:cover_url(job) },
-      hook ~= nil)
+    local fields = { id = app:new_id("uuid"), key = key, input = input,
+      callback_url = hook, video_url = app.media:video_url(job), cover_url = app.media:cover_url(job) }
+    for k, v in pairs(queue) do fields[k] = v end
+    local task = app.tasks:create("fal", fields, hook ~= nil)
     local response_url, status_url, cancel_url = urls(app, task.id)
     local out = { status = "IN_QUEUE", request_id = task.id, response_url = response_url,
       status_url = status_url, cancel_url = cancel_url, queue_position = app.tasks:queue_position(task) }
@@ -264,9 +339,8 @@ function P.routes(app, r)
     local task = find_task(app, req, res, id)
     if not task then return end
     local stage = app.tasks:observe(task)
-    local status, body = result(app, task, stage)
-    local headers = { ["x-fal-request-id"] = task.id }
-    if status >= 400 then headers["X-Fal-Retryable"] = "false" end
+    local status, body, headers = result(app, task, stage)
+    headers["x-fal-request-id"] = task.id
     return app:json(res, status, body, headers)
   end)
 

@@ -3,5 +3,5 @@
 -- {"error":{message,type,code}} shape, everything else as Vidu answers). No cancel.
 local vidu = require("vidu.emulator.providers.vidu")
 
-return vidu.make{ name = "relay", base = "/vidu/v2", scheme = "Bearer", rules = vidu.RELAY_RULES,
+return vidu.make{ name = "relay", base = "/vidu/v2", scheme = "Bearer", rules = vidu.models.relay,
   cancel = false, uploads = false, auth_style = "newapi", prefixes = { "/vidu/" } }

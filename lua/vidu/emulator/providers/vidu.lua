@@ -15,21 +15,12 @@ local REASONS = { [400] = "BadRequest", [401] = "Unauthorized", [403] = "Forbidd
 
 local AMPLITUDES = { "auto", "small", "medium", "large" }
 
--- Model rules: durations allowed, the resolutions allowed per duration and the default of each.
-local RULES = {
-  viduq1 = { default_duration = 5, durations = { [5] = { "1080p", default = "1080p" } } },
-  ["vidu2.0"] = { default_duration = 4, durations = {
-    [4] = { "360p", "720p", "1080p", default = "360p" }, [8] = { "720p", default = "720p" } } },
-  ["vidu1.5"] = { default_duration = 4, durations = {
-    [4] = { "360p", "720p", "1080p", default = "360p" }, [8] = { "720p", default = "720p" } } },
-}
--- viduq2-pro/turbo image-to-video: 1..10 s, as the library's validate.lua and WaveSpeed's q2
--- pages have it (1..8 s is Vidu's start-end endpoint, not this one).
-local Q2 = { default_duration = 5, durations = {}, prompt_max = 2000 }
-for d = 1, 10 do Q2.durations[d] = { "540p", "720p", "1080p", default = "720p" } end
-local RELAY_RULES = { viduq1 = RULES.viduq1, ["viduq1-classic"] = RULES.viduq1,
-  ["vidu2.0"] = RULES["vidu2.0"], ["vidu1.5"] = RULES["vidu1.5"], ["viduq2-pro"] = Q2, ["viduq2-turbo"] = Q2 }
-M.RULES, M.RELAY_RULES = RULES, RELAY_RULES
+-- Model rules: the client's own table (vidu.providers.vidu_models), so the emulator refuses
+-- exactly what the client's validation refuses: per model its durations (a list, or a range),
+-- its resolutions (per duration, or any_resolution for every duration) and default, and its
+-- prompt limit. The sources of each rule are written next to it in that table.
+local models = require("vidu.providers.vidu_models")
+M.models = models
 
 local CREDITS_PER_S = { ["360p"] = 1, ["540p"] = 2, ["720p"] = 2.5, ["1080p"] = 5 }
 local WM_POSITIONS = { "top_left", "top_right", "bottom_right", "bottom_left" }
@@ -40,11 +31,64 @@ local ERR_CODE = { failed = "InternalServiceFailure", moderated = "CreationPolic
   canceled = "UserCancelled" }
 M.STATE, M.ERR_CODE = STATE, ERR_CODE
 
+--- Vidu's state for an emulator stage. A task canceled through POST .../cancel reads, by
+-- default, state "failed" with err_code "UserCancelled": the ent/v2 get-generation page lists
+-- five states (created, queueing, processing, success, failed) and the error-code page has
+-- UserCancelled ("User manually terminated task execution"). Vidu's own skills doc (vidu-skills
+-- references/errors_and_retry.md, the consumer API) makes "canceled" a terminal state of its
+-- own: config vidu_cancel_state = "canceled" answers that instead (err_code stays
+-- "UserCancelled", so a client that reads either sees the cancellation).
+function M.state(app, stage)
+  if stage == "canceled" and app.config.vidu_cancel_state == "canceled" then return "canceled" end
+  return STATE[stage]
+end
+
+-- Vidu's `progress` (0..100; ComfyUI's Vidu proxy schema TaskStatusResponse has progress:
+-- float): 0 until the task runs, then rising with its polls or time, 100 on success; a task
+-- that fails or is canceled keeps the last value it showed.
+local function progress(app, task, stage)
+  if stage == "succeeded" then return 100 end
+  if stage == "running" then
+    local p = math.floor(app.tasks:fraction(task) * 100)
+    if p < 1 then p = 1 elseif p > 99 then p = 99 end
+    if p < (task.progress_shown or 0) then p = task.progress_shown end
+    task.progress_shown = p
+    return p
+  end
+  return task.progress_shown or 0
+end
+
 local function keys_sorted(t)
   local k = {}
   for name in pairs(t) do k[#k + 1] = name end
   table.sort(k)
   return table.concat(k, ", ")
+end
+
+-- Image size. platform.vidu.com/docs/image-upload: uploaded images must be "less than 10MB";
+-- the older image-to-video page: a base64 image must be "under 10MB" decoded (newer pages
+-- give a 20 MB POST body instead; the stricter reading is kept). Decision: 10 MB is read as
+-- 10,000,000 bytes (the client's MB, and the stricter of the two readings); config
+-- vidu_max_image_bytes = 10485760 gives the binary reading. An image of that size or more is
+-- refused, inline or uploaded.
+M.MAX_IMAGE_BYTES = 10000000
+
+--- The largest image Vidu takes inline or through its upload API, plus one (config
+-- vidu_max_image_bytes, default 10,000,000).
+function M.image_limit(app)
+  return tonumber(app.config.vidu_max_image_bytes) or M.MAX_IMAGE_BYTES
+end
+
+-- Does `rule` make videos of `d` seconds (a listed duration, or one within its range)?
+local function duration_ok(rule, d)
+  if rule.duration_range then return d >= rule.duration_range[1] and d <= rule.duration_range[2] end
+  return util.one_of(d, rule.durations)
+end
+
+-- The durations of `rule` for an error message: "4, 8" or "1..16".
+local function durations_text(rule)
+  if rule.duration_range then return rule.duration_range[1] .. ".." .. rule.duration_range[2] end
+  return table.concat(rule.durations, ", ")
 end
 
 --- Build a provider table. opts: name, base ("/ent/v2" or "/vidu/v2"), scheme ("Token"|"Bearer"),
@@ -110,8 +154,14 @@ function M.make(opts)
       return nil, 400, "ImageFormatInvalid", "images[0]: " .. msg
     end
     if got.bytes then
-      if got.source == "data" and #got.bytes >= 10 * 1024 * 1024 then
+      local limit = M.image_limit(app)
+      if got.source == "data" and #got.bytes >= limit then
         return nil, 400, "PageSizeOutOfRange", "images[0]: the base64 decoded image must be under 10MB"
+      end
+      -- Reachable with vidu_upload_refuse_at = "submit" only: otherwise the upload never
+      -- got its ssupload: URI.
+      if got.source == "upload" and #got.bytes >= limit then
+        return nil, 400, "PageSizeOutOfRange", "images[0]: the uploaded image must be less than 10MB"
       end
       if #got.bytes > 50 * 1024 * 1024 then
         return nil, 400, "PageSizeOutOfRange", "images[0]: images are limited to 50MB"
@@ -124,7 +174,7 @@ function M.make(opts)
     end
     if b.prompt ~= nil then
       if type(b.prompt) ~= "string" then return nil, 400, "FieldInvalid", "prompt must be a string" end
-      -- The newer models take longer prompts (viduq2: 2000); the rest 1500.
+      -- Each model's own limit (1500 for Q1 and 2.0, 2000 for Q2, 5000 for Q3).
       local max = rule.prompt_max or opts.prompt_max or 1500
       if image.char_len(b.prompt) > max then
         return nil, 400, "FieldInvalid", "prompt exceeds " .. max .. " characters"
@@ -135,15 +185,12 @@ function M.make(opts)
       duration = util.as_int(b.duration, true)
       if not duration then return nil, 400, "FieldInvalid", "duration must be an integer" end
     end
-    local allowed = rule.durations[duration]
-    if not allowed then
-      local ds = {}
-      for d in pairs(rule.durations) do ds[#ds + 1] = d end
-      table.sort(ds)
+    if not duration_ok(rule, duration) then
       return nil, 400, "FieldInvalid", string.format("duration %d is not supported by %s (accepted: %s)",
-        duration, b.model, table.concat(ds, ", "))
+        duration, b.model, durations_text(rule))
     end
-    local resolution = allowed.default
+    local allowed = rule.any_resolution or rule.resolutions[duration]
+    local resolution = models.default_resolution(rule, duration)
     if b.resolution ~= nil then
       if type(b.resolution) ~= "string" or not util.one_of(b.resolution, allowed) then
         return nil, 400, "FieldInvalid",
@@ -195,16 +242,19 @@ function M.make(opts)
     }, got
   end
 
-  -- The GET creations body (also the callback body).
-  local function creations_body(_, task, stage)
+  -- The GET creations body (also the callback body). Media URLs are signed afresh each time
+  -- when config media_ttl is set.
+  local function creations_body(app, task, stage)
     local creations = json.array()
     if stage == "succeeded" then
-      local c = { id = task.creation_id, url = task.video_url, cover_url = task.cover_url }
-      if task.input.watermark then c.watermarked_url = task.video_url .. "?watermark=1" end
+      local c = { id = task.creation_id, url = app:media_link(task.video_url),
+        cover_url = app:media_link(task.cover_url) }
+      if task.input.watermark then c.watermarked_url = app:media_link(task.video_url .. "?watermark=1") end
       creations[1] = c
     end
     return {
-      id = task.id, state = STATE[stage], err_code = ERR_CODE[stage] or "", credits = task.credits,
+      id = task.id, state = M.state(app, stage), err_code = ERR_CODE[stage] or "", credits = task.credits,
+      progress = progress(app, task, stage),
       payload = task.input.payload, bgm = task.input.bgm, off_peak = task.input.off_peak,
       creations = creations,
     }
@@ -260,7 +310,7 @@ function M.make(opts)
     local stage = app.tasks:observe(task)
     if stage ~= "created" and stage ~= "queued" then
       return fail(app, res, 400, "BadRequest",
-        "task state is " .. (STATE[stage] or stage) .. ", can not cancel")
+        "task state is " .. (M.state(app, stage) or stage) .. ", can not cancel")
     end
     app.tasks:cancel(task)
     return app:json(res, 200, {})
@@ -290,8 +340,8 @@ function M.make(opts)
   -- callback is over, as a late delivery would arrive.
   function P.on_change(app, task, _, new)
     if not task.callback_url then return end
-    local st = STATE[new]
-    if st ~= "processing" and st ~= "success" and st ~= "failed" then return end
+    local st = M.state(app, new)
+    if st ~= "processing" and st ~= "success" and st ~= "failed" and st ~= "canceled" then return end
     local d = { provider = P.name, task_id = task.id, url = task.callback_url, event = st,
       body = json.encode(creations_body(app, task, new)), attempts = (st == "processing") and 1 or 4,
       sign = sign.available() and signer(app, task) or nil, sig_header = "X-HMAC-SIGNATURE" }
@@ -340,6 +390,19 @@ function M.make(opts)
         if b.etag:gsub('"', "") ~= up.etag then
           return fail(app, res, 400, "FieldInvalid", "etag does not match the uploaded object")
         end
+        -- Where Vidu refuses an image of 10 MB or more: at finish, by default. The create step
+        -- carries no size (its body is only {"scene"}), and put_url is a pre-signed S3 PUT
+        -- (its answer carries x-amz-* headers, image-upload page), which checks a signature,
+        -- not a size; finish is the first request where Vidu's own service sees the stored
+        -- object (it takes its etag), so it is where a limit of Vidu's can apply, in Vidu's
+        -- envelope. Config vidu_upload_refuse_at = "put" (the storage refuses the PUT with
+        -- S3's EntityTooLarge XML) or "submit" (finish succeeds, img2video refuses the
+        -- ssupload: image) gives the other readings.
+        local at = app.config.vidu_upload_refuse_at or "finish"
+        if at == "finish" and #up.bytes >= M.image_limit(app) then
+          return fail(app, res, 400, "PageSizeOutOfRange",
+            string.format("image size %d bytes: the image must be less than 10MB", #up.bytes))
+        end
         return app:json(res, 200, { uri = "ssupload:?id=" .. id })
       end)
     end
@@ -348,8 +411,8 @@ function M.make(opts)
   return P
 end
 
-local P = M.make{ name = "vidu", base = "/ent/v2", scheme = "Token", rules = RULES, cancel = true,
+local P = M.make{ name = "vidu", base = "/ent/v2", scheme = "Token", rules = models.vidu, cancel = true,
   uploads = true, prompt_max = 1500, auth_style = "vidu", prefixes = { "/ent/", "/tools/" } }
 -- The relay builds its own flavour from these.
-P.make, P.RULES, P.RELAY_RULES = M.make, RULES, RELAY_RULES
+P.make, P.models, P.image_limit = M.make, models, M.image_limit
 return P

@@ -16,15 +16,36 @@ local STATUS = { created = "in_progress", queued = "in_progress", running = "in_
   succeeded = "completed", failed = "failed", moderated = "failed", canceled = "failed" }
 local PRICE = "0.40"
 
-local function error_json(code, message)
+-- Error codes are numbers on the viduq1 page (the seed) and strings on the Vtrix Veo and
+-- domestic Vidu pages ("002014001", whose leading zeros a number cannot hold). Decision:
+-- numbers, as the page of this model has them; config vtrix_string_codes = true writes every
+-- code (task errors and error answers) as a string.
+local function code_of(app, code)
+  if app and app.config.vtrix_string_codes and type(code) == "number" then
+    return string.format("%d", code)
+  end
+  return code
+end
+
+local function error_json(app, code, message)
+  code = code_of(app, code)
   return { message = message, error = { code = code, message = message, error_message = message } }
 end
 
---- Vtrix's error shape: headers, body for an HTTP status and message (and its code).
-function P.error_body(_, status, message, code)
+-- Vtrix's error table: 403 is "Insufficient balance or permission denied"; the Veo and
+-- domestic pages show its body with a string code.
+local E_BALANCE, BALANCE_MESSAGE = "002014001", "Insufficient balance"
+
+--- Vtrix's error shape: headers, body for an HTTP status and message (and its code). A 403
+-- (a fault with status 403) is the balance answer {"error":{"code":"002014001","message":
+-- "Insufficient balance"}}, whatever the message.
+function P.error_body(app, status, message, code)
+  local h = { ["Content-Type"] = "application/json" }
+  if status == 403 then
+    return h, json.encode({ error = { code = E_BALANCE, message = BALANCE_MESSAGE } })
+  end
   if status == 503 then code = code or E_UNAVAILABLE end
-  return { ["Content-Type"] = "application/json" }, json.encode(error_json(code or status,
-    message or "error"))
+  return h, json.encode(error_json(app, code or status, message or "error"))
 end
 
 local function fail(app, res, status, code, message)
@@ -116,14 +137,14 @@ local function task_json(app, task, stage)
     created_at = util.iso_time(task.created_wall), progress = app.tasks:fraction(task), metadata = {} }
   if st == "completed" then
     t.progress = 1
-    t.output = json.array({ { content = json.array({ { type = "video", url = task.video_url, duration = 5,
-      jobId = task.job_id, id = task.job_id } }) } })
+    t.output = json.array({ { content = json.array({ { type = "video", duration = 5,
+      url = app:media_link(task.video_url), jobId = task.job_id, id = task.job_id } }) } })
     t.usage = { cost = PRICE, discount = 0, quantity = 1, unit_price = PRICE }
   elseif st == "failed" then
     local msg = "Generation failed"
     if stage == "moderated" then msg = "Generation failed: the content was flagged by content moderation" end
     if stage == "canceled" then msg = "Generation failed: the task was canceled" end
-    t.error = { code = E_FAILED, message = msg, error_message = msg }
+    t.error = { code = code_of(app, E_FAILED), message = msg, error_message = msg }
   end
   if task.input.payload then t.metadata.payload = task.input.payload end
   return t

@@ -91,11 +91,14 @@ local function result_url(app, id)
   return app.url .. "/api/v3/predictions/" .. id .. "/result"
 end
 
+-- has_nsfw_contents: "Array of boolean values indicating NSFW detection for each output"
+-- (WaveSpeed's prediction response). Outcome "nsfw" completes the prediction with its outputs,
+-- flagged [true]; outcome "moderated" fails it with code 1200 and no outputs.
 local function data_for(app, task, stage)
   local outputs, nsfw = json.array(), json.array()
   if stage == "succeeded" then
-    outputs[1] = task.video_url
-    nsfw[1] = false
+    outputs[1] = app:media_link(task.video_url)
+    nsfw[1] = task.nsfw == true
   elseif stage == "moderated" then
     nsfw[1] = true
   end
