@@ -188,6 +188,7 @@ function client_mod.new(name, opts)
     scheduler = self.scheduler, base_url = base_url, timeout = self.timeout,
     connect_timeout = self.connect_timeout, download_timeout = self.download_timeout,
     stall_timeout = self.stall_timeout, ca_file = opts.ca_file, ca_path = opts.ca_path,
+    own = self:_own_origins(),
     policy = self.retry, max_connections = max_connections,
   }
   -- What this client's finished tasks taught about how long a task takes (see vidu.pace).
@@ -196,6 +197,24 @@ function client_mod.new(name, opts)
   -- Provider-specific options: the driver checks them (and raises on unknown names).
   driver_options(self, driver, extra, pname)
   return self
+end
+
+-- The origins the key may go to: the base URL's, and with the provider's own hosts (no
+-- base_url given) the other API hosts the driver documents (fal's REST host).
+function Client:_own_origins()
+  local own = { url.origin(self.base_url) }
+  if not self.custom_base_url then
+    for _, h in ipairs(self.driver.api_hosts or {}) do own[#own + 1] = url.origin(h) end
+  end
+  return own
+end
+
+--- True when `u` is an http(s) URL on one of the hosts this client sends its key to.
+function Client:is_own(u)
+  local o = url.origin(u)
+  if not o then return false end
+  for _, x in ipairs(self:_own_origins()) do if x == o then return true end end
+  return false
 end
 
 function Client.__tostring(self)

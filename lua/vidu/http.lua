@@ -33,9 +33,13 @@ Requester.__index = Requester
 -- key), auth_header (function(key) -> header value, or nil), parse_error (function(resp) ->
 -- { code, message, kind, retryable, request_id }, or nil), scheduler, base_url, timeout,
 -- connect_timeout, download_timeout, stall_timeout (downloads: seconds without progress),
--- ca_file, ca_path, policy (a retry.policy), max_connections.
+-- ca_file, ca_path, policy (a retry.policy), max_connections, own (origins the key may go
+-- to: the base URL's and the provider's documented API hosts).
 function http.new(cfg)
+  local own = {}
+  for _, o in ipairs(cfg.own or {}) do own[url_mod.origin(o) or o] = true end
   return setmetatable({
+    own = own,
     provider = cfg.provider, key = cfg.key, auth_header = cfg.auth_header,
     parse_error = cfg.parse_error, scheduler = cfg.scheduler, base_url = cfg.base_url,
     timeout = cfg.timeout, connect_timeout = cfg.connect_timeout,
@@ -124,8 +128,11 @@ function Requester:_status_error(resp, parsed, idempotent)
   message = message or ("HTTP " .. status)
   local h = resp.headers
   local kind = errors.kind_for_status(status)
-  -- A driver may know better from the provider's code (a 400 that means moderation).
-  if kind == "http" and parsed.kind and errors.kinds[parsed.kind] then kind = parsed.kind end
+  -- A driver may know better from the provider's code (a 400 that means moderation, a 403
+  -- that means an empty balance).
+  if (kind == "http" or kind == "auth") and parsed.kind and errors.kinds[parsed.kind] then
+    kind = parsed.kind
+  end
   local err = errors.new{
     kind = kind,
     provider = self.provider,
@@ -229,6 +236,15 @@ function Requester:request(spec, deadline)
   if not spec.output and headers["Accept"] == nil then headers["Accept"] = "application/json" end
   local key = self.key()
   if spec.auth ~= false and key and self.auth_header then
+    -- The key goes only to the provider's own hosts: a URL from an answer that points
+    -- elsewhere is refused rather than sent the key.
+    if not self.own[origin] then
+      return nil, errors.new{
+        kind = "invalid", provider = self.provider, field = "url", limit = "the provider's hosts",
+        message = string.format("%s is not one of %s's API hosts: the key is not sent there",
+          origin, tostring(self.provider)),
+      }
+    end
     headers["Authorization"] = self.auth_header(key)
   end
 

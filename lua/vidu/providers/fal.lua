@@ -24,6 +24,8 @@ fal.default_model = "fal-ai/vidu/q1/image-to-video"
 -- fal reports queue position and logs while waiting; poll briskly at first.
 fal.poll_defaults = { first = 1, max = 10, factor = 1.5 }
 fal.attach_options = { model = "string" }
+-- The other API host the key goes to (storage uploads), when base_url is fal's own.
+fal.api_hosts = { fal.rest_base_url }
 
 -- App namespaces that add one path segment before owner/app (fal's APP_NAMESPACES).
 local NAMESPACES = { workflows = true, comfy = true }
@@ -237,11 +239,12 @@ function fal.submit(client, p)
     return nil, common.uncertain("fal", "the submit answer has no request_id", resp)
   end
   local s, r, c = build_urls(client.base_url, p.model, id)
+  -- fal's URLs as given, unless they point away from fal's hosts (the key goes with them).
+  local function own(u, built) return client:is_own(u) and u or built end
   local handle = {
     id = id, model = p.model,
-    status_url = url.is_url(j.status_url) and j.status_url or s,
-    response_url = url.is_url(j.response_url) and j.response_url or r,
-    cancel_url = url.is_url(j.cancel_url) and j.cancel_url or c,
+    status_url = own(j.status_url, s), response_url = own(j.response_url, r),
+    cancel_url = own(j.cancel_url, c),
   }
   return handle, { status = "queued", raw = j, queue_position = common.number(j.queue_position) }
 end

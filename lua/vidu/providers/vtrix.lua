@@ -50,7 +50,16 @@ function vtrix.auth_header(key)
   return "Bearer " .. key
 end
 
+-- A code as the pages print it: numbers on the viduq1 page, strings ("002014001") on the
+-- Veo and domestic pages; both read the same.
+local function code_num(code)
+  if type(code) == "string" and code:match("^%d+$") then return tonumber(code) end
+  return code
+end
+
 --- Reads a Vtrix error body: {"message": ...}, {"error": "..."} or {"error": {code, message}}.
+-- A 403 is "insufficient balance or permission" (Vtrix's error table): kind quota, unless the
+-- body says the key itself is wrong.
 function vtrix.parse_error(resp)
   local out = {}
   local j = tab(resp and resp.json)
@@ -68,6 +77,12 @@ function vtrix.parse_error(resp)
     end
   end
   if not out.message then out.message = common.excerpt(resp and resp.body) end
+  if resp and resp.status == 403 then
+    local m = (out.message or ""):lower()
+    if not (m:find("key", 1, true) or m:find("token", 1, true) or m:find("unauthor", 1, true)) then
+      out.kind = "quota"
+    end
+  end
   return out
 end
 
@@ -86,15 +101,18 @@ local function task_error(j)
   local code = e.code
   if code == 0 then code = nil end
   local msg = str(e.message) or str(e.error_message) or str(j.error)
-  local known = type(code) == "number" and CODES[code]
+  local known = CODES[code_num(code)]
   local kind = "failed"
   local lower = (msg or ""):lower()
   if lower:find("moderat", 1, true) or lower:find("nsfw", 1, true)
     or lower:find("sensitive", 1, true) or lower:find("content policy", 1, true) then
     kind = "moderated"
   end
+  -- The label adds nothing where it only repeats "generation failed".
+  if known == CODES[8008003098] then known = nil end
   local detail = known and msg and (known .. ": " .. msg) or known or msg
-  return { kind = kind, code = code, message = detail, retryable = code == 8008003099 or nil }
+  return { kind = kind, code = code, message = detail,
+    retryable = code_num(code) == 8008003099 or nil }
 end
 
 -- Some gateways wrap the task in {"data": {...}}; read either.

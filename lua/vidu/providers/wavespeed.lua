@@ -106,6 +106,20 @@ function wavespeed.read(d)
   if urls and url.is_url(urls.get) then obs.extra = { get_url = urls.get } end
   local status = STATES[str(d.status) or ""]
   obs.status = status
+  -- has_nsfw_contents: one boolean per output (the prediction's documented fields). A
+  -- completed prediction whose output is flagged is a moderation refusal; its outputs stay on
+  -- the task (task.video_url, task.outputs) for whoever wants them.
+  local flags = tab(d.has_nsfw_contents)
+  local flagged = false
+  for _, f in ipairs(flags or {}) do if f == true then flagged = true end end
+  if status == "succeeded" and flagged then
+    obs.status = "failed"
+    obs.extra = obs.extra or {}
+    obs.extra.outputs, obs.extra.has_nsfw_contents = tab(d.outputs), flags
+    obs.error = { kind = "moderated", code = "nsfw",
+      message = "the output was flagged NSFW (has_nsfw_contents)" }
+    return obs
+  end
   if status == "failed" then
     local code = d.code
     if code == 0 then code = nil end
@@ -162,7 +176,8 @@ end
 --- Polls urls.get (or /api/v3/predictions/{id}/result).
 function wavespeed.poll(client, task)
   local req = { method = "GET", idempotent = true }
-  if task.get_url then
+  -- urls.get as WaveSpeed gave it, unless it points away from its API host (the key goes).
+  if task.get_url and client:is_own(task.get_url) then
     req.url = task.get_url
   else
     req.path = "/api/v3/predictions/" .. url.encode(task.id) .. "/result"
