@@ -22,9 +22,11 @@ end
 
 local opts, stop = {}, function() end
 local base_url = os.getenv("VIDU_BASE_URL")
+local key = os.getenv(entry.env_key)
+if key == "" then key = nil end -- set but empty counts as unset
 if base_url then
-  opts.base_url, opts.api_key = base_url, os.getenv(entry.env_key) or "demo"
-elseif not os.getenv(entry.env_key) then
+  opts.base_url, opts.api_key = base_url, key or "demo"
+elseif not key then
   local emu = require("vidu.launch").start()
   opts.base_url, opts.api_key = emu.url, "demo"
   stop = function() emu:stop() end

@@ -354,6 +354,36 @@ describe("against the emulator", function()
     walk(task.handle)
   end)
 
+  it("logs each request, retry and state change through the log option, never the key", function()
+    local lines = {}
+    local c = client_for("vidu", { log = function(level, line) lines[#lines + 1] = level .. " " .. line end })
+    emu:fault{ method = "GET", match = "/creations$", kind = "status", status = 503, times = 1 }
+    local task = assert(c:submit{ image = IMAGE, payload = "echo " .. KEY })
+    assert.is_true((task:wait{ timeout = 30 }))
+    assert.is_true((task:download(dir .. "/logged.mp4")))
+    local all = table.concat(lines, "\n")
+    assert.falsy(all:find(KEY, 1, true))
+    assert.truthy(all:find("debug POST " .. emu.url .. "/ent/v2/img2video -> 200", 1, true), all)
+    assert.truthy(all:find("(attempt 1)", 1, true))
+    assert.truthy(all:find("-> 503", 1, true))
+    assert.truthy(all:find("info retrying GET ", 1, true))
+    assert.truthy(all:find("info vidu task " .. task.id .. " submitted (viduq1)", 1, true))
+    assert.truthy(all:find("-> succeeded", 1, true))
+    assert.truthy(all:find("/media/", 1, true))
+  end)
+
+  it("VIDU_LOG=debug writes the lines to stderr (the demo's requests, no key)", function()
+    local lua = os.getenv("VIDU_LUA") or "lua5.4"
+    local out = dir .. "/demo.mp4"
+    local p = assert(io.popen("VIDU_LOG=debug VIDU_API_KEY= " .. lua .. " examples/demo.lua vidu " ..
+      "spec/fixtures/png_640x360.png " .. out .. " 2>&1 >/dev/null"))
+    local err = p:read("*a")
+    p:close()
+    assert.truthy(err:find("vidu: POST http://127.0.0.1:%d+/ent/v2/img2video %-> 200"), err)
+    assert.truthy(err:find("vidu: GET http://127.0.0.1:%d+/media/"), err)
+    assert.truthy(err:find("-> succeeded", 1, true), err)
+  end)
+
   it("a handle of another provider raises", function()
     local task = assert(client_for("vidu"):submit{ image = "https://example.com/in.png" })
     assert.has_error(function() client_for("relay"):task(task.handle) end)

@@ -15,6 +15,18 @@ local Pace = require("vidu.pace")
 
 local client_mod = {}
 
+local LOG_LEVELS = { info = 1, debug = 2 }
+
+-- The client's log function: the `log` option, or stderr at the level VIDU_LOG names.
+local function log_for(opt)
+  if opt then return opt end
+  local max = LOG_LEVELS[os.getenv("VIDU_LOG") or ""]
+  if not max then return nil end
+  return function(level, line)
+    if (LOG_LEVELS[level] or 1) <= max then io.stderr:write("vidu: ", line, "\n") end
+  end
+end
+
 local Client = {}
 Client.__index = Client
 
@@ -26,7 +38,7 @@ local RUNTIME = {
   api_key = "string", base_url = "string", timeout = "number", connect_timeout = "number",
   download_timeout = "number", poll = "table", retries = "number", retry = "table",
   max_connections = "number", scheduler = "table", on_event = "function",
-  stall_timeout = "number", ca_file = "string", ca_path = "string",
+  stall_timeout = "number", ca_file = "string", ca_path = "string", log = "function",
 }
 
 --- The runtime's options, name -> Lua type (the README's Clients table is checked against it).
@@ -88,6 +100,8 @@ end
 -- function(event) (see Client:_emit), stall_timeout (a download without progress for this
 -- long ends with a retryable error; default 60 s, 0 = none), ca_file / ca_path (a private or
 -- corporate CA; else $CURL_CA_BUNDLE, $SSL_CERT_FILE, $SSL_CERT_DIR, else the system's);
+-- log = function(level, line) (level "info": task state changes, submits, retries; "debug":
+-- also one line per request; default: stderr when VIDU_LOG is info or debug, else none);
 -- other names go to the driver.
 -- A missing key raises: it is a setup mistake. Against the emulator any non-empty key works.
 function client_mod.new(name, opts)
@@ -178,6 +192,7 @@ function client_mod.new(name, opts)
     max_connections = max_connections,
     scheduler = opts.scheduler or scheduler.default(),
     on_event = opts.on_event,
+    _log = log_for(opts.log),
     _deadlines = setmetatable({}, { __mode = "k" }),
   }, Client)
   secrets[self] = key
@@ -188,7 +203,7 @@ function client_mod.new(name, opts)
     scheduler = self.scheduler, base_url = base_url, timeout = self.timeout,
     connect_timeout = self.connect_timeout, download_timeout = self.download_timeout,
     stall_timeout = self.stall_timeout, ca_file = opts.ca_file, ca_path = opts.ca_path,
-    own = self:_own_origins(),
+    own = self:_own_origins(), log = self._log,
     policy = self.retry, max_connections = max_connections,
   }
   -- What this client's finished tasks taught about how long a task takes (see vidu.pace).
@@ -312,6 +327,10 @@ function Client:submit(params, opts)
   local task = Task.new(self, handle)
   task.on_event = opts.on_event
   task.submitted = true -- its age is known: the pace may learn from it
+  if self._log then
+    self._log("info", string.format("%s task %s submitted (%s)", self.provider, task.id,
+      tostring(checked.model)))
+  end
   self:_emit("submitted", task, { params = checked })
   if obs then task:apply(obs) end
   return task

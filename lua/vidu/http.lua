@@ -34,12 +34,13 @@ Requester.__index = Requester
 -- { code, message, kind, retryable, request_id }, or nil), scheduler, base_url, timeout,
 -- connect_timeout, download_timeout, stall_timeout (downloads: seconds without progress),
 -- ca_file, ca_path, policy (a retry.policy), max_connections, own (origins the key may go
--- to: the base URL's and the provider's documented API hosts).
+-- to: the base URL's and the provider's documented API hosts), log (function(level, line),
+-- level "info" or "debug"; see vidu.client's log option).
 function http.new(cfg)
   local own = {}
   for _, o in ipairs(cfg.own or {}) do own[url_mod.origin(o) or o] = true end
   return setmetatable({
-    own = own,
+    own = own, log = cfg.log,
     provider = cfg.provider, key = cfg.key, auth_header = cfg.auth_header,
     parse_error = cfg.parse_error, scheduler = cfg.scheduler, base_url = cfg.base_url,
     timeout = cfg.timeout, connect_timeout = cfg.connect_timeout,
@@ -62,6 +63,12 @@ function Requester:_slots(origin)
     self.slots[origin] = s
   end
   return s
+end
+
+-- Writes a log line, with the key (should an answer have echoed it) redacted.
+function Requester:_log(level, line, key)
+  if key and #key >= 4 then line = line:gsub(key:gsub("%p", "%%%0"), "***") end
+  self.log(level, line)
 end
 
 --- Counters: requests sent (every attempt) and retries.
@@ -291,8 +298,14 @@ function Requester:request(spec, deadline)
     end
     slots:acquire()
     self.requests = self.requests + 1
+    local t0 = self.log and sched:time()
     local item = sched:transfer(req, on_tick and { on_tick = on_tick } or nil)
     slots:release()
+    if self.log then
+      self:_log("debug", string.format("%s %s -> %s, %s B, %.3f s (attempt %d)", method,
+        url_mod.loggable(url), item.ok and tostring(item.status) or tostring(item.error),
+        tostring(item.bytes or (item.body and #item.body) or 0), sched:time() - t0, attempt), key)
+    end
 
     local err, again, why
     if item.ok and item.status < 400 then
@@ -329,6 +342,11 @@ function Requester:request(spec, deadline)
       return nil, errors.redact(self:_deadline_error(method, url, err), key)
     end
     self.retries = self.retries + 1
+    if self.log then
+      self:_log("info", string.format("retrying %s %s in %.2f s: %s", method,
+        url_mod.loggable(url), delay, err.status and ("HTTP " .. err.status) or tostring(err.code)),
+        key)
+    end
     sched:sleep(delay)
   end
 end

@@ -187,6 +187,12 @@ function Task:apply(obs)
   if new == "failed" or new == "canceled" then
     self.error = self:_terminal_error(obs.error, new)
   end
+  local client = self.client
+  if new ~= nil and new ~= self.status and client._log then
+    client._log("info", string.format("%s task %s: %s -> %s%s", self.provider, self.id,
+      self.status, new, self.error and new ~= "succeeded" and (" (" .. tostring(self.error.kind)
+        .. ")") or ""))
+  end
   if new ~= nil then self.status = new end
   local did = changed(before, snapshot(self))
   if did then self.client:_emit(TERMINAL[self.status] and "finished" or "updated", self) end

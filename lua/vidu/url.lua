@@ -23,6 +23,25 @@ function url.userinfo(s)
   return authority ~= nil and authority:find("@", 1, true) ~= nil
 end
 
+-- Query parameters whose values are credentials (pre-signed links, tokens).
+local SECRET_PARAM = { sig = true, signature = true, token = true, key = true, auth = true,
+  credential = true, expires = false, policy = true, ["x-amz-signature"] = true,
+  ["x-amz-credential"] = true, ["x-amz-security-token"] = true, ["x-goog-signature"] = true }
+
+--- The URL as it may be shown in a log line: no user:password@, and the values of query
+-- parameters that are credentials (sig, signature, token, key, X-Amz-Signature, ...) as ***.
+function url.loggable(s)
+  if type(s) ~= "string" then return tostring(s) end
+  s = s:gsub("^(%a[%w+.-]*://)[^/?#@]*@", "%1")
+  local base, query = s:match("^([^?]*)%?(.*)$")
+  if not base then return s end
+  query = query:gsub("([^&=]+)=([^&]*)", function(k, v)
+    if SECRET_PARAM[k:lower()] then return k .. "=***" end
+    return k .. "=" .. v
+  end)
+  return base .. "?" .. query
+end
+
 --- Joins a base URL and a path with exactly one slash between them.
 function url.join(base, path)
   if path == "" then return base end
