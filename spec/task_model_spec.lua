@@ -13,6 +13,7 @@ local util = require("support.util")
 
 local KEY = "sk-task-model-spec-0123456789"
 local IMAGE = "spec/fixtures/png_640x360.png"
+local URL_IMAGE = "https://example.com/in.png"
 local PROMPT = "The astronaut waved and the camera moved up."
 -- Each provider's submit path on the emulator (the paid request).
 local SUBMIT = {
@@ -389,5 +390,109 @@ describe("against the emulator", function()
     assert.has_error(function() client_for("relay"):task(task.handle) end)
     assert.has_error(function() client_for("vidu"):task({ provider = "vidu" }) end)
     assert.has_error(function() client_for("vidu"):task(task.handle, { model = "viduq1" }) end)
+  end)
+end)
+
+describe("callbacks: webhooks.read and client:deliver", function()
+  local webhooks = require("vidu.webhooks")
+  local V = "https://cdn.example/v.mp4"
+
+  -- { provider, callback body, task id, expected observation }
+  local rows = {
+    { "fal", { request_id = "r1", status = "OK", payload = { video = { url = V } } }, "r1",
+      { status = "succeeded", video_url = V } },
+    { "fal", { request_id = "r2", status = "ERROR", error = "Invalid status code: 422",
+      payload = { detail = { { msg = "flagged", type = "content_policy_violation" } } } }, "r2",
+      { status = "failed", error = { kind = "moderated", code = "content_policy_violation" } } },
+    { "vidu", { id = "123", state = "success", creations = { { url = V } } }, "123",
+      { status = "succeeded", video_url = V } },
+    { "relay", { task_id = "9", state = "processing" }, "9", { status = "running" } },
+    { "wavespeed", { id = "w1", status = "completed", outputs = { V } }, "w1", { status = "succeeded", video_url = V } },
+    { "wavespeed", { code = 200, data = { id = "w2", status = "failed", error = "x" } }, "w2",
+      { status = "failed", error = { kind = "failed" } } },
+    { "vtrix", { id = "t1", status = "completed", output = { { content = { { url = V } } } } }, "t1",
+      { status = "succeeded", video_url = V } },
+  }
+  for i, row in ipairs(rows) do
+    it(row[1] .. " #" .. i .. " reads like a poll answer", function()
+      local obs, id = webhooks.read(row[1], json.encode(row[2]))
+      assert.are.equal(row[3], id)
+      check_obs(obs, row[4], row[1])
+    end)
+  end
+
+  it("refuses what is not a callback body", function()
+    local obs, err = webhooks.read("vidu", "<html>")
+    assert.is_nil(obs)
+    assert.are.equal("webhook", err.kind)
+    assert.is_nil((webhooks.read("fal", '{"status":"OK"}')))
+    assert.has_error(function() webhooks.read("sora", "{}") end)
+  end)
+end)
+
+describe("callbacks against the emulator", function()
+  local webhooks = require("vidu.webhooks")
+  local emu
+  setup(function() emu = emulator.start{ seed = 13 } end)
+  teardown(function() if emu then emu:stop() end end)
+
+  it("100 Vidu tasks finish through their verified callbacks, with polling off", function()
+    emu:reset{ progress = "time", seconds = 1, outcome = "success", log_limit = 100000 }
+    local s = scheduler.new()
+    local c = vidu.client("vidu", { api_key = KEY, base_url = emu.url, scheduler = s,
+      poll = { first = 3600, max = 3600, factor = 1.5 } })
+    local hook = emu.url .. "/_emulator/health"
+    local tasks, delivered, rejected = {}, {}, 0
+    s:run(function()
+      for i = 1, 100 do
+        tasks[i] = assert(c:submit{ image = URL_IMAGE, callback_url = hook, seed = i })
+      end
+      -- The receiver: each callback the emulator sent, verified, then delivered.
+      s:spawn(function()
+        local left = 100
+        while left > 0 do
+          for _, d in ipairs(emu:webhooks()) do
+            local a = d.attempts and d.attempts[1]
+            local key = d.task_id .. "|" .. tostring(d.event)
+            if a and not delivered[key] then
+              delivered[key] = true
+              local ok = webhooks.verify("vidu", { method = "POST", path = "/_emulator/health",
+                headers = a.headers, body = d.body }, { secret = KEY })
+              if not ok then
+                rejected = rejected + 1
+              else
+                local task = assert(c:deliver(d.body))
+                if task.status == "succeeded" and d.event == "success" then left = left - 1 end
+              end
+            end
+          end
+          s:sleep(0.1)
+        end
+      end)
+      local results, nfailed = s:gather(tasks, { timeout = 60 })
+      assert.are.equal(0, nfailed, tostring(results[1].err))
+    end)
+    assert.are.equal(0, rejected)
+    for _, t in ipairs(tasks) do assert.are.equal("succeeded", t.status) end
+    local polls = #emu:requests{ method = "GET", match = "/creations$" }
+    local posts = #emu:requests{ method = "POST", path = "/ent/v2/img2video" }
+    assert.are.equal(0, polls)
+    assert.are.equal(100, posts)
+    print(string.format("\ncallbacks: 100 generations, %d requests to the provider (%.2f per generation), %d polls",
+      posts + polls, (posts + polls) / 100, polls))
+  end)
+
+  it("a late or duplicate callback never moves a finished task back", function()
+    emu:reset{ progress = "polls", polls = 1, outcome = "success" }
+    local c = vidu.client("vidu", { api_key = KEY, base_url = emu.url, scheduler = scheduler.new(),
+      poll = { first = 0.02, max = 0.1, factor = 1.5 } })
+    local task = assert(c:submit{ image = URL_IMAGE })
+    assert.is_true((task:wait{ timeout = 30 }))
+    local _, moved = c:deliver(json.encode({ id = task.id, state = "processing" }))
+    assert.is_false(moved)
+    assert.are.equal("succeeded", task.status)
+    local none, err = c:deliver(json.encode({ id = "no-such", state = "success" }))
+    assert.is_nil(none)
+    assert.are.equal("invalid", err.kind)
   end)
 end)

@@ -10,6 +10,7 @@ local scheduler = require("vidu.scheduler")
 local registry = require("vidu.providers")
 local url = require("vidu.url")
 local validate = require("vidu.validate")
+local errors = require("vidu.errors")
 local Task = require("vidu.task")
 local Pace = require("vidu.pace")
 
@@ -194,6 +195,8 @@ function client_mod.new(name, opts)
     on_event = opts.on_event,
     _log = log_for(opts.log),
     _deadlines = setmetatable({}, { __mode = "k" }),
+    -- id -> task, for the tasks of this process still referenced (client:deliver).
+    _live = setmetatable({}, { __mode = "v" }),
   }, Client)
   secrets[self] = key
   -- The request path, with this client's driver hooks and settings bound once.
@@ -387,6 +390,36 @@ function Client:task(ref, opts)
     if not ok then return nil, err end
   end
   return task
+end
+
+--- Applies a provider's callback to the live task it is about, so a task waiting in
+-- task:wait finishes the moment its callback arrives (polling stays as the slow fallback).
+-- `what`: the callback's raw body (a string, read with vidu.webhooks.read) or an observation
+-- already read (then `id` names the task). Verify the callback first (vidu.webhooks.verify).
+-- Late, duplicate and out-of-order callbacks never move a task back (Task:apply).
+-- Returns task, changed | nil, err (no live task of this client has that id: re-attach
+-- with client:task(handle) first, or the body cannot be read).
+function Client:deliver(what, id)
+  local obs = what
+  if type(what) == "string" then
+    local about
+    obs, about = require("vidu.webhooks").read(self.provider, what)
+    if not obs then return nil, about end
+    id = id or about
+  elseif type(what) ~= "table" then
+    error("client:deliver expects a callback body (string) or an observation (table)", 2)
+  end
+  if id == nil then error("client:deliver: an observation needs the task id", 2) end
+  id = tostring(id)
+  local task = self._live[id]
+  if not task then
+    return nil, errors.new{
+      kind = "invalid", provider = self.provider, task_id = id, field = "id",
+      message = "no live task " .. id .. " on this client: re-attach with client:task(handle)"
+        .. " first",
+    }
+  end
+  return task, task:apply(obs)
 end
 
 --- Counters: requests sent (every attempt) and retries.

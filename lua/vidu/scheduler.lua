@@ -633,28 +633,34 @@ function Scheduler:run(fn, ...)
 end
 
 --- Sleeps `seconds`: yields inside a coroutine of ours, blocks (driving the rest) outside.
--- With `ev` (from scheduler:event()), the sleep ends early when the event fires. Returns
--- "timer" when the time passed, "event" when the event ended it.
+-- With `ev` (from scheduler:event(), or a list of such events), the sleep ends early when
+-- one fires. Returns "timer" when the time passed, "event" when an event ended it.
 function Scheduler:sleep(seconds, ev)
   if type(seconds) ~= "number" or seconds ~= seconds then
     error("vidu.sleep expects a number of seconds", 2)
   end
   local at = self:time() + (seconds > 0 and seconds or 0)
-  if ev and ev.fired then return "event" end
+  -- ev: one event, or a list of events (the first to fire ends the sleep).
+  local evs = ev and (ev.waiters == nil and ev.fired == nil and ev or { ev }) or {}
+  local function fired()
+    for i = 1, #evs do if evs[i].fired then return true end end
+    return false
+  end
+  if fired() then return "event" end
   local co = self:current()
   if co then
     local token = {}
     self:_add_timer(at, co, token)
-    if ev then ev.waiters[#ev.waiters + 1] = { co, token } end
-    -- A timer wakes with "timer"; an event's _fire passes nothing. The other source's
-    -- wake-up finds the token gone and is dropped.
+    for i = 1, #evs do evs[i].waiters[#evs[i].waiters + 1] = { co, token } end
+    -- A timer wakes with "timer"; an event's _fire passes nothing. The other sources'
+    -- wake-ups find the token gone and are dropped.
     return self:_park(co, token) == "timer" and "timer" or "event"
   end
   self:_may_block("a sleep")
   -- A bare timer bounds how long the engine blocks, so we wake up on time.
   self:_add_timer(at, nil, nil)
-  self:_block(function() return self:time() >= at or (ev ~= nil and ev.fired) end, "a sleep")
-  return (ev and ev.fired and self:time() < at) and "event" or "timer"
+  self:_block(function() return self:time() >= at or fired() end, "a sleep")
+  return (fired() and self:time() < at) and "event" or "timer"
 end
 
 --- A one-shot event for sleep(seconds, event): scheduler:signal(event) wakes its sleepers.

@@ -57,6 +57,8 @@ function Task.new(client, handle)
   task.provider = client.provider
   task.client = client
   task.status = "queued"
+  -- A live task is found again by its id when its callback arrives (client:deliver).
+  client._live[h.id] = task
   -- The client's monotonic clock when the task was submitted or attached: the poll schedule
   -- counts from here, so a wait that starts late does not wait the first delay again.
   task.started_at = client.scheduler:time()
@@ -195,7 +197,15 @@ function Task:apply(obs)
   end
   if new ~= nil then self.status = new end
   local did = changed(before, snapshot(self))
-  if did then self.client:_emit(TERMINAL[self.status] and "finished" or "updated", self) end
+  if did then
+    self.client:_emit(TERMINAL[self.status] and "finished" or "updated", self)
+    -- A wait asleep on this task (an observation from a callback) looks now.
+    local wake = self._wake
+    if wake then
+      self._wake = nil
+      client.scheduler:signal(wake)
+    end
+  end
   return did
 end
 
@@ -281,11 +291,18 @@ function Task:wait(opts)
   -- starts late does not wait the first gap again.
   local gap = first
   local wake_at = self.started_at + pace:jitter(first)
+  local seen = snapshot(self)
   while true do
     -- Sleep until wake_at, but never past the pace's estimate of the finish: when another
     -- task of this client finishes first, the estimate appears and the sleep is cut short.
     local last = false
     while true do
+      -- An observation delivered while asleep (a callback) may have changed or ended the task.
+      if on_update and changed(seen, snapshot(self)) then
+        seen = snapshot(self)
+        on_update(self)
+      end
+      if self:done() then return self:_finished() end
       local now = sched:time()
       local at = now + pace:delay(now - self.started_at, wake_at - now, factor, overdue)
       if at > wake_at then at = wake_at end
@@ -293,7 +310,8 @@ function Task:wait(opts)
         -- Sleep to the deadline and look one last time before calling it a timeout.
         at, last = deadline, true
       end
-      if at <= now or sched:sleep(at - now, pace.event) == "timer" then break end
+      if not self._wake then self._wake = sched:event() end
+      if at <= now or sched:sleep(at - now, { pace.event, self._wake }) == "timer" then break end
     end
     local ok, res = self:refresh(ctx)
     if deadline and sched:time() >= deadline then last = true end
@@ -309,12 +327,8 @@ function Task:wait(opts)
       if not retryable or failures >= MAX_POLL_FAILURES then return nil, res end
     end
     if ok and res and on_update then on_update(self) end
-    if self:done() then
-      if self.status == "succeeded" and self.submitted then
-        pace:observe(sched:time() - self.started_at)
-      end
-      return self:_outcome()
-    end
+    seen = snapshot(self)
+    if self:done() then return self:_finished() end
     if last then return self:_timed_out(opts, ctx) end
     if pace.estimate and sched:time() - self.started_at >= pace.estimate then
       overdue = overdue + 1
@@ -328,6 +342,16 @@ function Task:wait(opts)
     if gap > max then gap = max end
     wake_at = sched:time() + pace:jitter(gap)
   end
+end
+
+-- The end of a wait on a finished task: the pace learns from a success, the outcome.
+function Task:_finished()
+  if self.status == "succeeded" and self.submitted and not self._learned then
+    self._learned = true
+    local client = self.client
+    client.pace:observe(client.scheduler:time() - self.started_at)
+  end
+  return self:_outcome()
 end
 
 function Task:_timed_out(opts, ctx, cause)

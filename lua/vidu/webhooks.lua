@@ -376,4 +376,32 @@ function webhooks.verify(provider, req, opts)
   return true
 end
 
+--- Reads a callback body (the raw bytes, or decoded JSON) into the observation a poll gives,
+-- and the task id it is about: obs, id | nil, err. Providers: fal (fal_webhook), vidu and
+-- relay (callback_url), wavespeed (webhook), vtrix (callback_url). Apply it with
+-- client:deliver. Pure: no I/O, no verification (do webhooks.verify first).
+function webhooks.read(provider, body)
+  local registry = require("vidu.providers")
+  if not registry.get(provider) then
+    error("vidu.webhooks.read: unknown provider " .. tostring(provider), 2)
+  end
+  local j = body
+  if type(body) == "string" then
+    local ok, v = pcall(json.decode, body)
+    if not ok or type(v) ~= "table" then
+      return nil, errors.new{ kind = "webhook", provider = provider, code = "bad_body",
+        message = "the callback body is not a JSON object" }
+    end
+    j = v
+  elseif type(body) ~= "table" then
+    error("vidu.webhooks.read: body must be a string or a table", 2)
+  end
+  local obs, id = registry.driver(provider).read_callback(j)
+  if not obs or not id then
+    return nil, errors.new{ kind = "webhook", provider = provider, code = "bad_body",
+      message = "the callback body is not a " .. provider .. " task answer" }
+  end
+  return obs, id
+end
+
 return webhooks

@@ -11,8 +11,8 @@
 --   parse_error(resp)                 an error answer -> { code, message, kind, retryable }
 --   submit(client, params)            -> handle, observation | nil, err
 --   poll(client, task)                -> observation | nil, err
---   read(json)                        a task answer (poll or callback body) -> observation;
---                                     pure, no I/O
+--   read(json)                        a task answer -> observation; pure, no I/O
+--   read_callback(json)               a callback body -> observation, task id; pure
 --   cancel(client, task)              -> true (or an observation) | nil, err; optional
 --   attach(client, handle)            -> handle, filled in for a bare id; optional
 -- An observation is { status, video_url, cover_url, cost, queue_position, logs, progress,

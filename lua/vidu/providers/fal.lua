@@ -214,6 +214,26 @@ function fal.read_result(j, http_status, status_body, headers)
     j and ", no video and no error" or ", not fal's JSON")
 end
 
+--- Reads a fal_webhook body ({request_id, status: "OK" | "ERROR", payload, error}) ->
+-- observation, request id: OK with a video is success; ERROR with fal's error is the
+-- failure it states (its payload is the result's error body).
+function fal.read_callback(j)
+  j = tab(j)
+  local id = j and common.id(j.request_id)
+  if not id then return nil end
+  local payload = tab(j.payload)
+  if j.status == "OK" then
+    local obs = fal.read_result(payload, 200, {})
+    if obs then obs.raw = j end
+    return obs, id
+  end
+  local pe = payload and payload.detail ~= nil and fal.parse_error({ json = payload, headers = {} })
+    or {}
+  local obs = failure({}, pe.code, pe.message or str(j.error), nil)
+  obs.raw = j
+  return obs, id
+end
+
 --- Submits to the queue: POST {base}/{model}[?fal_webhook=], headers for priority, start
 -- timeout and runner hint.
 function fal.submit(client, p)

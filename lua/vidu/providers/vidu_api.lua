@@ -92,6 +92,14 @@ function vidu_api.read(j)
   return obs
 end
 
+--- Reads a callback body (the creations answer, with the task's id) -> observation, id.
+-- Vidu's signature covers the request line and headers, not the body: confirm a state
+-- that matters with a poll (vidu.webhooks README note).
+function vidu_api.read_callback(j)
+  local obs = vidu_api.read(j)
+  return obs, obs and (common.id(j.id) or common.id(j.task_id))
+end
+
 --- Builds a driver. cfg: name (in the registry), auth_scheme ("Token"|"Bearer"), prefix
 -- ("/ent/v2"), upload_prefix ("/tools/v2" or nil), can_cancel, except (body fields the
 -- provider does not take).
@@ -102,6 +110,7 @@ function vidu_api.new(cfg)
   driver.poll_defaults = { first = 2, max = 15, factor = 1.5 }
   driver.parse_error = vidu_api.parse_error
   driver.read = vidu_api.read
+  driver.read_callback = vidu_api.read_callback
   -- Images: under 10 MB decoded inline (the older, stricter Vidu page) and under 10 MB
   -- through the upload API (platform.vidu.com/docs/image-upload: "less than 10MB"; Vidu's
   -- own CLI shrinks anything larger before uploading), so a larger local file is refused

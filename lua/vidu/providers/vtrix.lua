@@ -137,6 +137,13 @@ function vtrix.read(j)
   return obs
 end
 
+--- Reads a callback body (the task object) -> observation, id.
+function vtrix.read_callback(j)
+  local obs = vtrix.read(j)
+  local t = obs and obs.raw
+  return obs, t and (common.id(t.id) or common.id(t.task_id))
+end
+
 --- Submits: POST /model/v1/generation with {"model":..., "input":[{"params":{...}}]}.
 function vtrix.submit(client, p)
   local image, ierr = images.materialize(client, "vtrix", p.image, nil)

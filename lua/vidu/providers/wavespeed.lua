@@ -136,6 +136,13 @@ function wavespeed.read(d)
   return obs
 end
 
+--- Reads a webhook body (the prediction, or the {code, data} envelope) -> observation, id.
+function wavespeed.read_callback(j)
+  local d = tab(tab(j) and j.data) or j
+  local obs = wavespeed.read(d)
+  return obs, obs and common.id(d.id)
+end
+
 -- The data of an answer's {code, message, data} envelope.
 local function data_of(j)
   return tab(tab(j) and j.data)
