@@ -204,6 +204,7 @@ function Ctx:client(provider, dry_run)
   return res
 end
 
+--- Prints a formatted line through the progress display (clearing a live line first).
 function Ctx:say(fmt, ...)
   self.view:line(string.format(fmt, ...))
 end

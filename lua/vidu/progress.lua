@@ -60,11 +60,12 @@ function progress.new(opts)
   return self
 end
 
+--- Seconds since the display started.
 function Display:elapsed()
   return self.clock() - self.started
 end
 
--- Writes a whole line (clearing a live line first).
+--- Writes a whole line (clearing a live line first).
 function Display:line(text)
   if self.mode == "json" then return end
   if self.drawn then self.out:write("\r\27[K") self.drawn = false end

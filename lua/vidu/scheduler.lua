@@ -231,11 +231,6 @@ function Scheduler:current()
   return self.proxies[co]
 end
 
---- True when called from inside one of this scheduler's coroutines (waits will yield).
-function Scheduler:inside()
-  return self:current() ~= nil
-end
-
 -- Suspends `co` (the running coroutine) until _wake(co, token, ...); returns the wake values.
 function Scheduler:_park(co, token)
   self.parked[co] = token
@@ -718,11 +713,6 @@ function Scheduler:transfer(spec, opts)
   return item
 end
 
---- Cancels an engine transfer started by transfer(); its waiter gets error "canceled".
-function Scheduler:cancel_transfer(id)
-  return self._engine and self._engine:cancel(id)
-end
-
 ---------------------------------------------------------------------------------------------
 -- A counting semaphore with a FIFO of waiters (coroutines park, others block).
 
@@ -736,6 +726,7 @@ function Scheduler:semaphore(n)
     Semaphore)
 end
 
+--- Takes a slot, waiting (parked, or blocking outside a coroutine) until one is free.
 function Semaphore:acquire()
   if self.free > 0 and self.qhead > self.qtail then
     self.free = self.free - 1
@@ -754,6 +745,7 @@ function Semaphore:acquire()
   end
 end
 
+--- Gives a slot back: to the longest waiter first, else to the pool.
 function Semaphore:release()
   while self.qhead <= self.qtail do
     local h = self.qhead
