@@ -187,3 +187,45 @@ describe("vtrix", function()
     assert.are.equal("generation failed: Generation failed", err.message)
   end)
 end)
+
+describe("limits: a batch queues in the client", function()
+  it("keeps at most `concurrent` tasks in flight", function()
+    emu:reset{ progress = "polls", polls = 3, outcome = "success" }
+    local c = client_for("wavespeed", { limits = { concurrent = 2 } })
+    local max_live, live = 0, 0
+    c.scheduler:run(function()
+      local jobs = {}
+      for i = 1, 6 do
+        jobs[i] = function()
+          local task = assert(c:submit{ image = URL_IMAGE, prompt = PROMPT, seed = i })
+          live = live + 1
+          if live > max_live then max_live = live end
+          assert(task:wait{ timeout = 30 })
+          live = live - 1
+        end
+      end
+      local _, nfailed = c.scheduler:gather(jobs)
+      assert.are.equal(0, nfailed)
+    end)
+    assert.are.equal(2, max_live)
+    assert.are.equal(6, count{ method = "POST", path = "/api/v3/vidu/image-to-video-2.0" })
+  end)
+
+  it("sends at most `rate` submits per `per` seconds", function()
+    local c = client_for("vidu", { limits = { rate = 2, per = 0.5 } })
+    c.scheduler:run(function()
+      for _ = 1, 5 do assert(c:submit{ image = URL_IMAGE }) end
+    end)
+    local posts = emu:requests{ method = "POST", path = "/ent/v2/img2video" }
+    assert.are.equal(5, #posts)
+    -- A lower bound from the emulator's own clock: the 3rd waited for the window.
+    assert.is_true(posts[3].time - posts[1].time >= 0.45)
+    assert.is_true(posts[5].time - posts[3].time >= 0.45)
+  end)
+
+  it("raises for limits that cannot be right", function()
+    assert.has_error(function() client_for("vidu", { limits = { concurent = 2 } }) end)
+    assert.has_error(function() client_for("vidu", { limits = { concurrent = 0 } }) end)
+    assert.has_error(function() client_for("vidu", { limits = { rate = 1.5 } }) end)
+  end)
+end)

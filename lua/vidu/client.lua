@@ -40,7 +40,11 @@ local RUNTIME = {
   download_timeout = "number", poll = "table", retries = "number", retry = "table",
   max_connections = "number", scheduler = "table", on_event = "function",
   stall_timeout = "number", ca_file = "string", ca_path = "string", log = "function",
+  limits = "table",
 }
+
+-- What the limits option may hold: whole numbers >= 1 (per: seconds > 0).
+local LIMITS = { concurrent = true, rate = true, per = true }
 
 --- The runtime's options, name -> Lua type (the README's Clients table is checked against it).
 client_mod.RUNTIME = RUNTIME
@@ -174,6 +178,17 @@ function client_mod.new(name, opts)
     policy_opts.attempts = opts.retries
   end
 
+  local limits = opts.limits
+  if limits then
+    for k, v in pairs(limits) do
+      if not LIMITS[k] then error("vidu.client: unknown limits option " .. tostring(k), 2) end
+      if type(v) ~= "number" or v ~= v or v <= 0 or (k ~= "per" and v % 1 ~= 0) then
+        error("vidu.client: limits." .. k .. " must be a " ..
+          (k == "per" and "number of seconds > 0" or "whole number >= 1"), 2)
+      end
+    end
+  end
+
   local max_connections = opts.max_connections or 32
   if max_connections < 1 or max_connections % 1 ~= 0 then
     error("vidu.client: max_connections must be a whole number >= 1", 2)
@@ -211,6 +226,15 @@ function client_mod.new(name, opts)
   }
   -- What this client's finished tasks taught about how long a task takes (see vidu.pace).
   self.pace = Pace.new(self.scheduler)
+  -- The provider's limits, kept in the client so a batch queues here instead of meeting
+  -- 429s: tasks in flight at once (a task holds its place until it is seen finished), and
+  -- submits per `per` seconds.
+  if limits and limits.concurrent then
+    self._inflight = self.scheduler:semaphore(limits.concurrent)
+  end
+  if limits and limits.rate then
+    self._rate = { n = limits.rate, per = limits.per or 60, sent = {} }
+  end
 
   -- Provider-specific options: the driver checks them (and raises on unknown names).
   driver_options(self, driver, extra, pname)
@@ -319,15 +343,18 @@ function Client:submit(params, opts)
   opts = check_opts(opts, "client:submit", SUBMIT_OPTS)
   local checked, err = self:check(params)
   if not checked then return nil, err end
+  self:_admit()
   -- Before any byte of the paid request leaves: a journal records the intent here.
   self:_emit("submitting", nil, { params = checked }, opts.on_event)
   local handle, obs = self.driver.submit(self, checked)
   if not handle then
     err = obs
+    if self._inflight and not err.may_exist then self._inflight:release() end
     self:_emit("error", nil, { params = checked, error = err }, opts.on_event)
     return nil, err
   end
   local task = Task.new(self, handle)
+  task._holds_slot = self._inflight ~= nil
   task.on_event = opts.on_event
   task.submitted = true -- its age is known: the pace may learn from it
   if self._log then
@@ -337,6 +364,38 @@ function Client:submit(params, opts)
   self:_emit("submitted", task, { params = checked })
   if obs then task:apply(obs) end
   return task
+end
+
+-- Waits until the client's limits let one more submit go: a place among the tasks in flight,
+-- and room in the rate window.
+function Client:_admit()
+  if self._inflight then self._inflight:acquire() end
+  local rate = self._rate
+  if not rate then return end
+  local sched = self.scheduler
+  while true do
+    local now = sched:time()
+    local sent, kept = rate.sent, {}
+    for i = 1, #sent do if now - sent[i] < rate.per then kept[#kept + 1] = sent[i] end end
+    rate.sent = kept
+    if #kept < rate.n then
+      kept[#kept + 1] = now
+      return
+    end
+    if self._log then
+      self._log("info", string.format("%s: %d submits in %g s, waiting", self.provider, rate.n,
+        rate.per))
+    end
+    sched:sleep(kept[1] + rate.per - now)
+  end
+end
+
+-- A finished task gives its place among the tasks in flight back.
+function Client:_release_slot(task)
+  if task._holds_slot then
+    task._holds_slot = nil
+    self._inflight:release()
+  end
 end
 
 --- Re-attaches to a task by its handle (task.handle, as saved; JSON round trips keep it) or

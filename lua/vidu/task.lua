@@ -197,6 +197,7 @@ function Task:apply(obs)
   end
   if new ~= nil then self.status = new end
   local did = changed(before, snapshot(self))
+  if TERMINAL[self.status] then client:_release_slot(self) end
   if did then
     self.client:_emit(TERMINAL[self.status] and "finished" or "updated", self)
     -- A wait asleep on this task (an observation from a callback) looks now.
