@@ -1,7 +1,10 @@
 --- A webhook receiver: verifies each provider's callbacks with vidu.webhooks and prints what
--- arrived. (Finishing the waiting task from the callback comes with vidu.webhooks.read.)
+-- arrived; with --generate it also submits generations whose callbacks come back here, and
+-- finishes each task from its verified callback (client:deliver) and downloads its video.
 --
 --   VIDU_API_KEY=... WAVESPEED_WEBHOOK_SECRET=whsec_... lua examples/webhook_server.lua [port]
+--   VIDU_API_KEY=... lua examples/webhook_server.lua 0 --generate vidu 3 in.png outdir
+--     [--base-url URL]     (the emulator, for instance; the callbacks must reach this host)
 --
 -- It listens on 127.0.0.1 (WEBHOOK_HOST=0.0.0.0 to take connections from elsewhere, usually
 -- behind a TLS-terminating proxy: the providers want an https URL).
@@ -28,6 +31,15 @@ local json = require("vidu.json")
 local webhooks = require("vidu.webhooks")
 
 local port = tonumber(arg[1] or "8080")
+-- --generate PROVIDER N IMAGE OUTDIR [--base-url URL]
+local gen
+if arg[2] == "--generate" then
+  gen = { provider = arg[3], n = tonumber(arg[4]), image = arg[5], out = arg[6],
+    base_url = arg[7] == "--base-url" and arg[8] or nil }
+  assert(gen.provider == "vidu" and gen.n and gen.image and gen.out,
+    "usage: webhook_server.lua PORT --generate vidu N IMAGE OUTDIR [--base-url URL]")
+end
+local client -- with --generate: the client whose live tasks the callbacks finish
 local options = {
   fal = { jwks_url = os.getenv("FAL_JWKS_URL") },
   vidu = { secret = os.getenv("VIDU_API_KEY") },
@@ -69,6 +81,10 @@ local function handle(req, res)
   local key = provider .. " " .. id .. " " .. state
   print((seen[key] and "duplicate " or "verified ") .. key)
   seen[key] = true
+  -- The task waiting in this process finishes now (late and duplicate callbacks change
+  -- nothing: a task's status never goes back). Vidu's signature does not cover the body, so a
+  -- careful receiver confirms with a poll before acting on it; the wait below does not need to.
+  if client and provider == client.provider then client:deliver(req.body or "") end
   return res:send(200, { ["Content-Type"] = "text/plain" }, "ok\n")
 end
 
@@ -84,6 +100,31 @@ for _, name in ipairs({ "sigint", "sigterm" }) do
     uv.stop()
   end)
   sig:unref()
+end
+
+if gen then
+  local vidu = require("vidu")
+  require("vidu.hosts.luv").attach(uv)
+  -- Polling only as a slow fallback: the callbacks finish the tasks.
+  client = vidu.client(gen.provider, { base_url = gen.base_url, poll = { first = 600, max = 600 } })
+  os.execute("mkdir -p '" .. gen.out:gsub("'", "'\\''") .. "'")
+  local left = gen.n
+  for i = 1, gen.n do
+    vidu.spawn(function()
+      local task = assert(client:submit{ image = gen.image, seed = i,
+        callback_url = server.url .. "/webhooks/vidu" })
+      print("submitted " .. task.id)
+      assert(task:wait{ timeout = 600 })
+      local path = string.format("%s/%03d.mp4", gen.out, i)
+      assert(task:download(path))
+      print("downloaded " .. task.id .. " " .. path)
+      left = left - 1
+      if left == 0 then
+        server:close()
+        uv.stop()
+      end
+    end)
+  end
 end
 
 uv.run()

@@ -151,4 +151,30 @@ describe("examples/webhook_server.lua", function()
     assert.are.same({ "verified wavespeed " .. id .. " completed",
       "duplicate wavespeed " .. id .. " completed" }, lines)
   end)
+
+  it("with --generate, finishes each task from its verified callback and downloads it", function()
+    emu:reset{ progress = "time", seconds = 0.5, outcome = "success" }
+    local out = os.tmpname()
+    os.remove(out)
+    local lua = os.getenv("VIDU_LUA") or "lua5.4"
+    local p = assert(io.popen("VIDU_API_KEY=" .. VIDU_TOKEN .. " timeout 90 " .. lua ..
+      " examples/webhook_server.lua 0 --generate vidu 3 spec/fixtures/png_640x360.png " ..
+      util.shell_quote(out) .. " --base-url " .. emu.url .. " 2>&1"))
+    local log = p:read("*a")
+    p:close()
+    local downloaded, verified = 0, 0
+    for line in log:gmatch("[^\n]+") do
+      if line:match("^downloaded ") then downloaded = downloaded + 1 end
+      if line:match("^verified vidu %S+ success$") then verified = verified + 1 end
+    end
+    assert.are.equal(3, downloaded, log)
+    assert.are.equal(3, verified, log)
+    for i = 1, 3 do
+      assert.are.equal("ftyp", util.read_file(string.format("%s/%03d.mp4", out, i)):sub(5, 8))
+    end
+    -- The callbacks finished the tasks: nobody polled.
+    assert.are.equal(0, #emu:requests{ method = "GET", match = "/creations$" })
+    assert.is_nil(log:find(VIDU_TOKEN, 1, true))
+    os.execute("rm -rf " .. util.shell_quote(out))
+  end)
 end)

@@ -347,7 +347,8 @@ end
 
 -- The end of a wait on a finished task: the pace learns from a success, the outcome.
 function Task:_finished()
-  if self.status == "succeeded" and self.submitted and not self._learned then
+  if self.status == "succeeded" and self.submitted and not self._learned
+    and not self._by_callback then
     self._learned = true
     local client = self.client
     client.pace:observe(client.scheduler:time() - self.started_at)
