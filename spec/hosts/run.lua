@@ -9,7 +9,7 @@
 -- Completion, no crash and a clean error log are asserted; timings are printed, never
 -- asserted. Ends with "N passed, N failed".
 local core = require("vidu.core")
-local launch = require("vidu.emulator.launch")
+local launch = require("vidu.launch")
 local uv = require("luv")
 
 local ROOT = os.getenv("PWD")
