@@ -203,6 +203,29 @@ do
       "median %.1f ms, p99 %.1f ms, max %.1f ms"):format(#fast, probes,
       (percentile(fast, 0.5) or 0) * 1000, (percentile(fast, 0.99) or 0) * 1000,
       (fast[#fast] or 0) * 1000))
+    -- Webhooks (examples/nginx-webhook.conf): generations finished by their verified
+    -- callbacks, with polling as the slow fallback only: the emulator sees no poll for them.
+    local function polls()
+      local id = engine:request{ url = emu.url .. "/_emulator/log?method=GET&match=/creations$" }
+      local until_t = core.now() + 15
+      while core.now() < until_t do
+        for _, item in ipairs(engine:wait(20)) do
+          if item.id == id then
+            local n = 0
+            for _ in (item.body or ""):gmatch('"method"') do n = n + 1 end
+            return n
+          end
+        end
+      end
+    end
+    local polls_before = polls()
+    local cb = fetch("/gen-callback?n=10", 120)
+    check(cb ~= nil and cb.status == 200 and cb.body:match("^done 10") ~= nil,
+      "nginx: 10 generations finished by their verified callbacks (/webhooks/vidu): " ..
+        tostring(cb and cb.body or "no answer"):gsub("%s+$", ""))
+    check(polls_before ~= nil and polls() == polls_before,
+      "nginx: and not one poll was sent for them")
+
     local after = fetch("/about")
     print("nginx: worker " .. (after and after.body or ""):gsub("%s+$", ""))
     check(after and after.body:match("^(%d+)") == worker_pid,
