@@ -1,7 +1,7 @@
 --- The handlers of examples/nginx-webhook.conf: Vidu callbacks verified with vidu.webhooks and
 -- delivered to the tasks waiting in this worker (client:deliver), and a handler that submits
 -- generations whose callbacks finish them.
--- luacheck: read globals ngx
+-- luacheck: globals ngx
 local vidu = require("vidu")
 local webhooks = require("vidu.webhooks")
 local ngx_host = require("vidu.hosts.ngx")
