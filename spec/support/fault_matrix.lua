@@ -32,7 +32,7 @@ M.KINDS = {
   { name = "reset_before", kind = "reset_before" },
   { name = "reset_after", kind = "reset_after" },
   { name = "hang", kind = "hang" },
-  { name = "latency", kind = "latency", latency_ms = 400 },
+  { name = "latency", kind = "latency", latency_ms = 250 },
   { name = "truncate", kind = "truncate" },
   { name = "malformed_json", kind = "malformed_json" },
   { name = "html_502", kind = "html_502" },

@@ -1,12 +1,13 @@
 -- The fault matrix against the emulator (issue 9): every fault kind the emulator has x every
 -- provider x submit, poll, result (fal) and download x once and persistent, through the public
 -- client API. Prints one row per case (outcome, submit POSTs the emulator logged, tasks it
--- created, seconds) and a summary; asserts nothing (spec/faults_spec.lua does).
+-- created, seconds) and a summary; asserts nothing (spec/faults_spec.lua does). It lives in
+-- bench/faults/ so that `make bench` (bench/*.lua) does not run it.
 --
 --   make faults   (FAULTS_PROVIDERS="fal vidu", FAULTS_PHASES="poll", FAULTS_KINDS="hang 429" narrow it)
 local function here()
   local src = debug.getinfo(1, "S").source
-  return src:match("^@(.*)/bench/[^/]*$") or "."
+  return src:match("^@(.*)/bench/faults/[^/]*$") or "."
 end
 package.path = here() .. "/spec/?.lua;" .. package.path
 
