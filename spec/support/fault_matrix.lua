@@ -136,7 +136,8 @@ local function count_matching(list, method, pattern)
 end
 
 --- Runs one case -> row: the case's fields plus recovered, step (where it ended: submit, wait,
--- download or nil), err, task_id, task_status, posts, tasks, fired, seconds.
+-- download or nil), err, task_id, task_status, posts, tasks, fired, leftovers (.part- files),
+-- seconds.
 function Matrix:run_one(case)
   self:control("POST", "/reset", { progress = "polls", polls = 2, outcome = "success" })
   local routes = M.ROUTES[case.provider]
@@ -170,6 +171,15 @@ function Matrix:run_one(case)
     row.task_status = task.status
   end
   row.seconds = core.now() - t0
+  -- What the download left beside its target: the video when it succeeded, never a part file.
+  local ls = io.popen("ls -A " .. self.dir)
+  local leftovers = 0
+  for name in ls:lines() do
+    if name:find("%.part%-") then leftovers = leftovers + 1 end
+  end
+  ls:close()
+  os.execute("rm -f " .. self.dir .. "/*")
+  row.leftovers = leftovers
   row.step, row.err, row.recovered = step, err, step == nil
   local log = self:control("GET", "/log").requests
   row.posts = count_matching(log, "POST", routes.submit)
@@ -196,7 +206,8 @@ end
 -- * never "failed" for transport trouble (the generation itself succeeds in every row);
 -- * every error after a successful submit carries the task's id;
 -- * a submit that made a task and still returned an error says may_exist; a persistent submit
---   fault ends in such an error or a clean refusal (no task).
+--   fault ends in such an error or a clean refusal (no task);
+-- * a failed download leaves no .part- file; and the fault fired (the case tested something).
 function M.violations(row)
   local v = {}
   local err = row.err
@@ -214,6 +225,7 @@ function M.violations(row)
       v[#v + 1] = "submit error without may_exist though a task was created"
     end
   end
+  if (row.leftovers or 0) > 0 then v[#v + 1] = row.leftovers .. " .part- files left by the download" end
   if row.fired == 0 then v[#v + 1] = "the fault never fired" end
   return v
 end
