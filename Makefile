@@ -12,6 +12,7 @@
 #   make fuzz       the libFuzzer targets of fuzz/, FUZZ_SECONDS (default 60) each
 #   make test-hosts vidu in headless Neovim, nginx with its Lua module and a C frame loop
 #   make test-report  the contact sheet in headless Chromium (installs chromium)
+#   make faults     the fault matrix against the emulator, a table of outcomes (bench/faults/)
 
 LUA ?= lua5.4
 # pkg-config names the interpreters the same way Debian does, but for LuaJIT.
@@ -251,3 +252,14 @@ sdk-check: $(CORE)
 	@mkdir -p build/sdk
 	npm install --prefix build/sdk --no-save --no-package-lock --no-audit --no-fund --loglevel=error $(SDK_PKGS)
 	$(RUN_ENV) NODE_PATH="$(CURDIR)/build/sdk/node_modules" node .ci/sdk-check.js
+
+# make faults: the fault matrix against the emulator (bench/faults/run.lua, issue 9): every
+# fault kind the emulator has x every provider x submit, poll, result (fal) and download x once
+# and persistent, through the public client API; prints one row per case (recovered or the
+# error, submit POSTs the emulator logged, tasks it created) and a summary. It asserts nothing;
+# spec/faults_spec.lua asserts the rules. FAULTS_PROVIDERS, FAULTS_PHASES, FAULTS_KINDS and
+# FAULTS_MODES (space-separated names) narrow it.
+.PHONY: faults
+faults: $(CORE)
+	$(RUN_ENV) FAULTS_PROVIDERS="$(FAULTS_PROVIDERS)" FAULTS_PHASES="$(FAULTS_PHASES)" \
+		FAULTS_KINDS="$(FAULTS_KINDS)" FAULTS_MODES="$(FAULTS_MODES)" $(LUA) bench/faults/run.lua
