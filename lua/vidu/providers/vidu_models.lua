@@ -46,7 +46,7 @@ end
 local ALL = { "540p", "720p", "1080p" }
 local FAST = { "720p", "1080p" }
 
---- Vidu's official API (and gateways, which pass the model through).
+-- Vidu's official API (and gateways, which pass the model through).
 models.vidu = {
   ["viduq3-pro"] = ranged(1, 16, ALL, 5000),
   ["viduq3-turbo"] = ranged(1, 16, ALL, 5000),
@@ -60,15 +60,15 @@ models.vidu = {
   ["vidu1.5"] = V15,
 }
 
---- Vidu-compatible gateways: the same models (they pass Vidu's body through).
+-- Vidu-compatible gateways: the same models (they pass Vidu's body through).
 models.relay = models.vidu
 
---- Vtrix's model id for viduq1 (its prompt limit is Vtrix's own, 2000).
+-- Vtrix's model id for viduq1 (its prompt limit is Vtrix's own, 2000).
 models.vtrix = {
   viduq1_img2video = { durations = Q1.durations, default_duration = 5, resolutions = Q1.resolutions },
 }
 
---- WaveSpeed's model path for Vidu 2.0 (durations only; it takes no resolution).
+-- WaveSpeed's model path for Vidu 2.0 (durations only; it takes no resolution).
 models.wavespeed = {
   ["vidu/image-to-video-2.0"] = { durations = { 4, 8 }, default_duration = 4, prompt_max = 1500 },
 }
