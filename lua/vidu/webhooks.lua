@@ -117,28 +117,9 @@ local function unix_header(provider, name, v, o)
   return check_time(provider, name, tonumber(v), o)
 end
 
-local MONTHS = { Jan = 1, Feb = 2, Mar = 3, Apr = 4, May = 5, Jun = 6, Jul = 7, Aug = 8, Sep = 9,
-  Oct = 10, Nov = 11, Dec = 12 }
-
--- Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's days_from_civil).
-local function days_from_civil(y, m, d)
-  if m <= 2 then y = y - 1 end
-  local era = math.floor(y / 400)
-  local yoe = y - era * 400
-  local mp = (m + 9) % 12
-  local doy = math.floor((153 * mp + 2) / 5) + d - 1
-  local doe = yoe * 365 + math.floor(yoe / 4) - math.floor(yoe / 100) + doy
-  return era * 146097 + doe - 719468
-end
-
--- An HTTP date ("Tue, 06 May 2025 12:09:42 GMT") -> Unix seconds | nil.
-local function http_date(s)
-  local d, mon, y, hh, mm, ss = s:match("^%a%a%a, (%d%d?) (%a%a%a) (%d%d%d%d) (%d%d):(%d%d):(%d%d) GMT$")
-  local m = mon and MONTHS[mon]
-  if not m then return nil end
-  return days_from_civil(tonumber(y), m, tonumber(d)) * 86400 + tonumber(hh) * 3600
-    + tonumber(mm) * 60 + tonumber(ss)
-end
+-- An HTTP date ("Tue, 06 May 2025 12:09:42 GMT") -> Unix seconds | nil: the retry policy's
+-- parser (which Retry-After uses too).
+local http_date = require("vidu.retry").parse_http_date
 
 ---------------------------------------------------------------------------------------------
 -- fal: Ed25519 with the keys of a JWKS.
