@@ -78,6 +78,7 @@ build = {
     ["vidu.errors"] = "lua/vidu/errors.lua",
     ["vidu.hosts.luv"] = "lua/vidu/hosts/luv.lua",
     ["vidu.hosts.ngx"] = "lua/vidu/hosts/ngx.lua",
+    ["vidu.files"] = "lua/vidu/files.lua",
     ["vidu.http"] = "lua/vidu/http.lua",
     ["vidu.images"] = "lua/vidu/images.lua",
     ["vidu"] = "lua/vidu/init.lua",

@@ -10,6 +10,8 @@
 -- "may exist" until the user says otherwise. Items run concurrently, at most `concurrency`
 -- tasks in flight per provider, and none is submitted that would take the committed cost
 -- past the budget.
+local files = require("vidu.files")
+local shell_quote, file_exists = files.shell_quote, files.exists
 local journal_mod = require("vidu.journal")
 local json = require("vidu.json")
 local plan_mod = require("vidu.plan")
@@ -18,16 +20,6 @@ local prices = require("vidu.prices")
 local batch = {}
 
 batch.DEFAULT_CONCURRENCY = 5
-
-local function file_exists(path)
-  local f = io.open(path, "rb")
-  if f then f:close() return true end
-  return false
-end
-
-local function shell_quote(s)
-  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
-end
 
 local TERMINAL = { succeeded = true, failed = true, canceled = true }
 

@@ -9,6 +9,9 @@
 -- 3 the budget stopped submits; 4 a submit may have made a task nobody knows the id of
 -- (listed, never sent again: see `vidu resume --attach/--forget`); 5 unfinished (a wait
 -- timed out or a task could not be reached: run `vidu resume` later).
+local files = require("vidu.files")
+local shell_quote, dirname, file_exists, file_size = files.shell_quote, files.dirname,
+  files.exists, files.size
 local vidu = require("vidu")
 local batch = require("vidu.batch")
 local journal = require("vidu.journal")
@@ -31,28 +34,6 @@ local function worst(codes)
     if codes[c] then return c end
   end
   return 0
-end
-
-local function shell_quote(s)
-  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
-end
-
-local function dirname(path)
-  return path:match("^(.*)/[^/]*$") or "."
-end
-
-local function file_exists(path)
-  local f = io.open(path, "rb")
-  if f then f:close() return true end
-  return false
-end
-
-local function file_size(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local n = f:seek("end")
-  f:close()
-  return n
 end
 
 local function mkdir_p(dir)

@@ -23,6 +23,8 @@
 -- again is recognised and not paid twice. Loading folds the lines into one entry per key; a
 -- line that does not parse (a torn last line after a crash, or a fragment a torn line left
 -- behind) is skipped and listed in j.problems.
+local files = require("vidu.files")
+local dirname, file_exists = files.dirname, files.exists
 local core = require("vidu.core")
 local json = require("vidu.json")
 
@@ -463,16 +465,6 @@ end
 
 ---------------------------------------------------------------------------------------------
 -- Resume
-
-local function file_exists(path)
-  local f = io.open(path, "rb")
-  if f then f:close() return true end
-  return false
-end
-
-local function dirname(path)
-  return path:match("^(.*)/[^/]*$") or "."
-end
 
 --- Where an entry's video goes: meta.out as given, or meta.file relative to the journal's
 -- directory (a batch's videos/), or nil.
