@@ -35,11 +35,13 @@ function M.receive()
   ngx.say("ok")
 end
 
---- GET /gen-callback?n=N: N generations whose callback_url is this server; answers "done N"
--- when all succeeded.
+--- GET /gen-callback?n=N: N generations whose callback_url is this server, each downloaded
+-- into VIDU_OUT (default /tmp) once its callback finished it; answers "done N" with the
+-- number downloaded.
 function M.generate(n)
   local c = the_client()
   local image = os.getenv("VIDU_IMAGE")
+  local out = os.getenv("VIDU_OUT") or "/tmp"
   local hook = ngx.var.scheme .. "://" .. ngx.var.host .. ":" .. ngx.var.server_port
     .. "/webhooks/vidu"
   local job = vidu.spawn(function()
@@ -47,8 +49,14 @@ function M.generate(n)
     for i = 1, n do
       tasks[i] = assert(c:submit{ image = image, seed = i, callback_url = hook })
     end
-    local _, nfailed = vidu.gather(tasks, { timeout = 600 })
-    return n - nfailed
+    local done = 0
+    local results = vidu.gather(tasks, { timeout = 600 })
+    for i, r in ipairs(results) do
+      if r.ok and tasks[i]:download(string.format("%s/%s.mp4", out, tasks[i].id)) then
+        done = done + 1
+      end
+    end
+    return done
   end)
   local ok, done = ngx_host.wait(job)
   if not ok then

@@ -108,7 +108,8 @@ do
     select(2, sh("dirname " .. q(DEBROOT) .. "/usr/lib/*/libluajit-5.1.so.2")):gsub("%s+$", "")
   local nginx = DEBROOT .. "/usr/sbin/nginx"
   local env = "LD_LIBRARY_PATH=" .. q(libdir or "") .. " VIDU_API_KEY=nginx-key VIDU_BASE_URL=" ..
-    q(emu.url) .. " VIDU_IMAGE=" .. q(ROOT .. "/spec/fixtures/png_33x17.png")
+    q(emu.url) .. " VIDU_IMAGE=" .. q(ROOT .. "/spec/fixtures/png_33x17.png") ..
+    " VIDU_OUT=" .. q(BUILD .. "/nginx-videos")
   local _, version = sh(env .. " " .. q(nginx) .. " -v")
   print("== nginx: " .. version:gsub("%s+$", "") .. ", one worker, " .. NGINX_GENS ..
     " concurrent /gen while /fast is probed every " .. PROBE_EVERY * 1000 .. " ms")
@@ -219,12 +220,20 @@ do
       end
     end
     local polls_before = polls()
+    sh("rm -rf " .. q(BUILD .. "/nginx-videos") .. " && mkdir -p " .. q(BUILD .. "/nginx-videos"))
     local cb = fetch("/gen-callback?n=10", 120)
     check(cb ~= nil and cb.status == 200 and cb.body:match("^done 10") ~= nil,
       "nginx: 10 generations finished by their verified callbacks (/webhooks/vidu): " ..
         tostring(cb and cb.body or "no answer"):gsub("%s+$", ""))
     check(polls_before ~= nil and polls() == polls_before,
       "nginx: and not one poll was sent for them")
+    local _, listing = sh("ls " .. q(BUILD .. "/nginx-videos"))
+    local mp4s = 0
+    for name in listing:gmatch("[^\n]+") do
+      local head = read(BUILD .. "/nginx-videos/" .. name)
+      if head and head:sub(5, 8) == "ftyp" then mp4s = mp4s + 1 end
+    end
+    check(mp4s == 10, ("nginx: the 10 videos downloaded by the worker are MP4s (%d)"):format(mp4s))
 
     local after = fetch("/about")
     print("nginx: worker " .. (after and after.body or ""):gsub("%s+$", ""))
