@@ -99,6 +99,17 @@ function common.uncertain(provider, message, resp)
   }
 end
 
+--- The end of a submit whose answer carries no task id: a refusal the provider stated inside
+-- a 2xx (`refused`: no task was made, nothing may exist) or an answer we cannot read (a task
+-- may exist). `what` names the missing field. Returns nil, err.
+function common.no_task_id(provider, resp, what, refused, code, message)
+  if refused then
+    return nil, common.provider_error(provider, message or "submit refused",
+      { code = code, status = resp.status })
+  end
+  return nil, common.uncertain(provider, "the submit answer has no " .. what, resp)
+end
+
 --- Copies into `err` a known task id, so a failed submit never loses a paid task.
 function common.with_task_id(err, id)
   if type(err) == "table" and id and err.task_id == nil then err.task_id = id end

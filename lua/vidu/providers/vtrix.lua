@@ -162,11 +162,8 @@ function vtrix.submit(client, p)
   local id = common.id(j.id) or common.id(j.task_id)
   if not id then
     local pe = vtrix.parse_error(resp)
-    if pe.code ~= nil or (tab(resp.json) and resp.json.error ~= nil) then
-      return nil, common.provider_error("vtrix", pe.message or "submit refused",
-        { code = pe.code, status = resp.status })
-    end
-    return nil, common.uncertain("vtrix", "the submit answer has no id", resp)
+    return common.no_task_id("vtrix", resp, "id",
+      pe.code ~= nil or (tab(resp.json) and resp.json.error ~= nil), pe.code, pe.message)
   end
   return { id = id, model = p.model }, vtrix.read(j)
 end

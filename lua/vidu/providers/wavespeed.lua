@@ -170,12 +170,9 @@ function wavespeed.submit(client, p)
   local d = data_of(j)
   local id = d and common.id(d.id)
   if not id then
-    if j.code ~= nil and j.code ~= 200 then
-      -- An error envelope inside a 2xx: WaveSpeed refused the task, none was created.
-      return nil, common.provider_error("wavespeed", str(j.message) or "submit refused",
-        { code = j.code, status = resp.status })
-    end
-    return nil, common.uncertain("wavespeed", "the submit answer has no data.id", resp)
+    -- An error envelope inside a 2xx: WaveSpeed refused the task, none was created.
+    return common.no_task_id("wavespeed", resp, "data.id", j.code ~= nil and j.code ~= 200,
+      j.code, str(j.message))
   end
   return { id = id, model = p.model }, wavespeed.read(d)
 end
