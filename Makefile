@@ -263,3 +263,16 @@ sdk-check: $(CORE)
 faults: $(CORE)
 	$(RUN_ENV) FAULTS_PROVIDERS="$(FAULTS_PROVIDERS)" FAULTS_PHASES="$(FAULTS_PHASES)" \
 		FAULTS_KINDS="$(FAULTS_KINDS)" FAULTS_MODES="$(FAULTS_MODES)" $(LUA) bench/faults/run.lua
+
+# make bench-photo: bench/generations.lua with a photo-sized image (issue 10): a 1920x1080 JPEG
+# of about 450 KB made by ffmpeg into build/photo.jpg, submitted by path by 1,000 concurrent
+# generations (10 s each on the emulator), inline (vidu) and through the upload API (fal).
+# Prints peak RSS and client CPU per run; asserts nothing.
+.PHONY: bench-photo
+build/photo.jpg: | $(DEPS_STAMP)
+	@mkdir -p $(dir $@)
+	ffmpeg -loglevel error -y -f lavfi -i testsrc2=size=1920x1080 -vf noise=alls=9 -frames:v 1 -q:v 3 $@
+
+bench-photo: $(CORE) build/photo.jpg
+	@for p in vidu fal; do echo "== bench/generations.lua 1000 10 $$p, build/photo.jpg"; \
+		$(RUN_ENV) VIDU_BENCH_IMAGE=build/photo.jpg $(LUA) bench/generations.lua 1000 10 $$p || exit 1; done

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #ifndef VIDU_IMAGE_NO_LUA
 #include "core.h"
@@ -299,7 +300,7 @@ static int l_image_info(lua_State *L)
 }
 
 /*
- * core.image_info_file(path) -> { format, mime, width, height, size } | nil, "<path>: <why>".
+ * core.image_info_file(path) -> { format, mime, width, height, size, mtime } | nil, "<path>: <why>".
  *
  * Reads IMAGE_FIRST_READ bytes, then more (at least doubling) only while the probe says the
  * header goes on. The buffer is malloc'd and the FILE open only between fopen and the cleanup
@@ -314,6 +315,7 @@ static int l_image_info_file(lua_State *L)
 	unsigned char *buf = NULL;
 	int status = VIDU_IMAGE_ERROR, err = 0, eof = 0;
 	FILE *f = NULL;
+	struct stat st;
 
 	if (why != NULL)
 		goto done_io;
@@ -361,6 +363,12 @@ done_io:
 		push_info(L, &info);
 		lua_pushinteger(L, (lua_Integer)fsize);
 		lua_setfield(L, -2, "size");
+		/* mtime (seconds, with the nanoseconds as a fraction): with path and size, the key
+		 * under which a client reuses what it made of this file (vidu.images' cache). */
+		if (stat(path, &st) == 0) {
+			lua_pushnumber(L, (lua_Number)st.st_mtim.tv_sec + (lua_Number)st.st_mtim.tv_nsec / 1e9);
+			lua_setfield(L, -2, "mtime");
+		}
 		return 1;
 	}
 	lua_pushnil(L);

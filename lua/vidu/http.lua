@@ -47,7 +47,7 @@ function http.new(cfg)
     download_timeout = cfg.download_timeout, stall_timeout = cfg.stall_timeout,
     ca_file = cfg.ca_file, ca_path = cfg.ca_path, policy = cfg.policy,
     max_connections = cfg.max_connections,
-    slots = {}, requests = 0, retries = 0,
+    slots = {}, requests = 0, retries = 0, bodies = 0, bodies_peak = 0,
   }, Requester)
 end
 
@@ -71,9 +71,11 @@ function Requester:_log(level, line, key)
   self.log(level, line)
 end
 
---- Counters: requests sent (every attempt) and retries.
+--- Counters: requests sent (every attempt), retries, and the request bodies made from a
+-- json function that are held at once now (bodies) and at most so far (bodies_peak).
 function Requester:counters()
-  return { requests = self.requests, retries = self.retries }
+  return { requests = self.requests, retries = self.retries, bodies = self.bodies,
+    bodies_peak = self.bodies_peak }
 end
 
 -- The error message of a non-2xx answer when the driver cannot parse one: the body's own
@@ -236,8 +238,12 @@ function Requester:request(spec, deadline)
     for k, v in pairs(spec.headers) do headers[k] = v end
   end
   local body = spec.body
+  -- spec.json: a table, encoded here; or a function returning the table, called (and its
+  -- answer encoded) only once a connection slot is granted, so requests that queue for a
+  -- slot hold no body (see Requester:request).
+  local make_json = type(spec.json) == "function" and spec.json or nil
   if spec.json ~= nil then
-    body = json.encode(spec.json)
+    if not make_json then body = json.encode(spec.json) end
     if headers["Content-Type"] == nil then headers["Content-Type"] = "application/json" end
   end
   if not spec.output and headers["Accept"] == nil then headers["Accept"] = "application/json" end
@@ -297,9 +303,19 @@ function Requester:request(spec, deadline)
       req.timeout = (timeout and timeout > 0 and timeout < left) and timeout or left
     end
     slots:acquire()
+    if make_json then
+      -- Made now, dropped once sent: a queued request holds no body.
+      req.body = json.encode(make_json())
+      self.bodies = self.bodies + 1
+      if self.bodies > self.bodies_peak then self.bodies_peak = self.bodies end
+    end
     self.requests = self.requests + 1
     local t0 = self.log and sched:time()
     local item = sched:transfer(req, on_tick and { on_tick = on_tick } or nil)
+    if make_json then
+      req.body = nil
+      self.bodies = self.bodies - 1
+    end
     slots:release()
     if self.log then
       self:_log("debug", string.format("%s %s -> %s, %s B, %.3f s (attempt %d)", method,

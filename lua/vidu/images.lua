@@ -198,6 +198,7 @@ function images.resolve(rules, input, opts)
     return {
       source = "file", route = route, path = input, format = info.format, mime = info.mime,
       width = info.width, height = info.height, size = info.size, name = basename(input),
+      mtime = info.mtime,
     }
   end
 
@@ -221,22 +222,132 @@ function images.resolve(rules, input, opts)
   }
 end
 
+-- The per-client image cache. The same image (a path with the same size and mtime, or the
+-- same bytes) is read and encoded once per client, and uploaded once while the provider's
+-- URL is taken to be valid, whatever number of tasks use it:
+-- * inline: the data: URI string, shared by every body that sends it; the cache keeps at
+--   most INLINE_KEEP bytes of such strings (the oldest go first);
+-- * upload: the URL the provider's upload gave back (fal's file_url, Vidu's ssupload uri,
+--   WaveSpeed's download_url), reused for UPLOAD_TTL seconds of the client's clock. No
+--   provider documents how long these stay usable; one hour is a conservative reading (fal
+--   keeps CDN files far longer, Vidu's and WaveSpeed's pre-signed reads last hours).
+-- Concurrent first uses of one image wait on one lock: the first reads (or uploads), the
+-- others then find its result. A failure is not cached: the next waiter tries again.
+-- { data = bytes } inputs are keyed by the bytes string itself (no hash to compute: the
+-- same string is found by identity, equal strings by one comparison).
+images.UPLOAD_TTL = 3600
+images.INLINE_KEEP = 64 * MB
+
+local function cache_of(client)
+  local c = client._image_cache
+  if not c then
+    c = { files = {}, bytes = {}, order = {}, kept = 0,
+      stats = { reads = 0, uploads = 0, hits = 0 } }
+    client._image_cache = c
+  end
+  return c
+end
+
+-- The table under which desc's entries live, and the key inside it.
+local function cache_slot(c, desc, route)
+  if desc.source == "file" then
+    return c.files, string.format("%s|%s|%d|%s", route, desc.path, desc.size,
+      desc.mtime and string.format("%.9f", desc.mtime) or "?")
+  end
+  local t = c.bytes[route]
+  if not t then t = {} c.bytes[route] = t end
+  return t, desc.bytes
+end
+
+-- Forgets the oldest inline URIs until the kept ones fit INLINE_KEEP.
+local function trim(c)
+  while c.kept > images.INLINE_KEEP and #c.order > 0 do
+    local old = table.remove(c.order, 1)
+    local e = old[1][old[2]]
+    if e and e.uri then
+      c.kept = c.kept - #e.uri
+      old[1][old[2]] = nil
+    end
+  end
+end
+
+--- Counters of a client's image cache: { reads = files read and encoded (or bytes
+-- encoded) for inline, uploads = uploads made, hits = uses served from the cache }.
+function images.cache_stats(client)
+  local s = cache_of(client).stats
+  return { reads = s.reads, uploads = s.uploads, hits = s.hits }
+end
+
+local function encode(provider, desc)
+  if desc.source == "bytes" then return core.data_uri(desc.bytes, desc.mime) end
+  local uri, err = core.data_uri_file(desc.path, desc.mime)
+  if not uri then return image_error(provider, tostring(err), "readable image") end
+  return uri
+end
+
+-- What the cache holds for desc under route, made by make() on a miss. Returns the string
+-- | nil, err.
+local function cached(client, desc, route, make)
+  -- No client (a direct call): nothing to share with.
+  if type(client) ~= "table" or not client.scheduler then return make() end
+  local c = cache_of(client)
+  local t, key = cache_slot(c, desc, route)
+  local sched = client.scheduler
+  local function fresh(e)
+    return e and e.value and (not e.expires or sched:time() < e.expires)
+  end
+  local e = t[key]
+  if fresh(e) then
+    c.stats.hits = c.stats.hits + 1
+    return e.value
+  end
+  if not e then
+    e = { lock = sched:semaphore(1) }
+    t[key] = e
+  end
+  local lock = e.lock
+  lock:acquire()
+  -- Another task may have made it while this one waited.
+  e = t[key]
+  if fresh(e) then
+    lock:release()
+    c.stats.hits = c.stats.hits + 1
+    return e.value
+  end
+  local value, err = make()
+  if value then
+    e = t[key] or { lock = lock }
+    e.value = value
+    if route == "upload" then
+      c.stats.uploads = c.stats.uploads + 1
+      e.expires = sched:time() + images.UPLOAD_TTL
+    else
+      c.stats.reads = c.stats.reads + 1
+      e.uri = value
+      c.kept = c.kept + #value
+      c.order[#c.order + 1] = { t, key }
+    end
+    t[key] = e
+  end
+  lock:release()
+  if value and route ~= "upload" then trim(c) end
+  return value, err
+end
+
 --- Turns a resolved descriptor into the string the provider's body takes: the URL itself,
 -- a data: URI, or the URL the provider's upload API gave back. `uploader(client, desc)`
--- returns that URL | nil, err. Returns string | nil, err.
+-- returns that URL | nil, err. Returns string | nil, err. Local images are read, encoded
+-- and uploaded once per client (see the image cache above).
 function images.materialize(client, provider, desc, uploader)
   if desc.route == "url" then return desc.url end
   if desc.route == "inline" then
     if desc.data_uri then return desc.data_uri end
-    if desc.source == "bytes" then return core.data_uri(desc.bytes, desc.mime) end
-    local uri, err = core.data_uri_file(desc.path, desc.mime)
-    if not uri then return image_error(provider, tostring(err), "readable image") end
-    return uri
+    return cached(client, desc, "inline", function() return encode(provider, desc) end)
   end
   if not uploader then
     return image_error(provider, provider .. " has no upload API", "no upload API")
   end
-  return uploader(client, desc)
+  return cached(client, desc, "upload", function() return uploader(client, desc) end)
 end
 
 --- PUTs the image to a pre-signed URL: no Authorization header (the URL is the credential),

@@ -249,7 +249,9 @@ function fal.submit(client, p)
   if p.start_timeout then headers["X-Fal-Request-Timeout"] = tostring(p.start_timeout) end
   if p.hint then headers["X-Fal-Runner-Hint"] = p.hint end
   local resp, err = client:request{
-    method = "POST", path = path, json = body, headers = headers, idempotent = false,
+    method = "POST", path = path, headers = headers, idempotent = false,
+    -- Encoded once a connection slot is granted (vidu.http): a queued submit holds no body.
+    json = function() return body end,
   }
   if not resp then return nil, err end
   local j = tab(resp.json)

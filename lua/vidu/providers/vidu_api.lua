@@ -173,7 +173,9 @@ function vidu_api.new(cfg)
     end
     if type(body.meta_data) == "table" then body.meta_data = json.encode(body.meta_data) end
     local resp, err = client:request{
-      method = "POST", path = prefix .. "/img2video", json = body, idempotent = false,
+      method = "POST", path = prefix .. "/img2video", idempotent = false,
+      -- Encoded once a connection slot is granted (vidu.http): a queued submit holds no body.
+      json = function() return body end,
     }
     if not resp then return nil, err end
     local j = tab(resp.json)

@@ -154,7 +154,8 @@ function vtrix.submit(client, p)
   end
   local resp, err = client:request{
     method = "POST", path = "/model/v1/generation", idempotent = false,
-    json = { model = p.model, input = { { params = params } } },
+    -- Encoded once a connection slot is granted (vidu.http): a queued submit holds no body.
+    json = function() return { model = p.model, input = { { params = params } } } end,
   }
   if not resp then return nil, err end
   local j = unwrap(tab(resp.json))

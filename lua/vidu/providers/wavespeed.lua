@@ -161,7 +161,9 @@ function wavespeed.submit(client, p)
   local path = "/api/v3/" .. p.model
   if p.webhook then path = path .. "?webhook=" .. url.encode(p.webhook) end
   local resp, err = client:request{
-    method = "POST", path = path, json = body, idempotent = false,
+    method = "POST", path = path, idempotent = false,
+    -- Encoded once a connection slot is granted (vidu.http): a queued submit holds no body.
+    json = function() return body end,
     timeout = p.sync and wavespeed.sync_timeout or nil,
   }
   if not resp then return nil, err end

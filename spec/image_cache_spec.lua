@@ -1,0 +1,157 @@
+-- Memory that does not grow with the image (issue 10): a client reads, encodes and uploads one
+-- image once however many tasks use it, and a submit's JSON body is made only once its
+-- connection slot is granted. Against the emulator; the emulator's request log and the
+-- client's own counters tell what happened. No timing is asserted.
+-- luacheck: max line length 130
+local vidu = require("vidu")
+local images = require("vidu.images")
+local emulator = require("support.emulator")
+local util = require("support.util")
+
+local KEY = "test-key-0123456789"
+local N = 20
+
+local emu
+local tmpdir
+
+local function client_for(name, opts)
+  local o = {
+    api_key = KEY, base_url = emu.url,
+    poll = { first = 0.02, max = 0.1, factor = 1.5 },
+    retry = { base = 0.02, cap = 0.2 },
+  }
+  for k, v in pairs(opts or {}) do o[k] = v end
+  return vidu.client(name, o)
+end
+
+-- Submits `n` tasks at once from `n` coroutines; returns the tasks and the errors.
+local function submit_many(client, n, params)
+  local tasks, errs = {}, {}
+  vidu.run(function()
+    for i = 1, n do
+      vidu.spawn(function()
+        local p = { prompt = "cache " .. i }
+        for k, v in pairs(params) do p[k] = v end
+        local t, err = client:submit(p)
+        if t then tasks[#tasks + 1] = t else errs[#errs + 1] = tostring(err) end
+      end)
+    end
+  end)
+  return tasks, errs
+end
+
+setup(function()
+  emu = emulator.start{ seed = 3 }
+  tmpdir = os.tmpname()
+  os.remove(tmpdir)
+  assert(os.execute("mkdir -p " .. tmpdir))
+end)
+
+teardown(function()
+  if emu then emu:stop() end
+  os.execute("rm -rf " .. tmpdir)
+end)
+
+before_each(function()
+  emu:reset{ progress = "polls", polls = 2, outcome = "success" }
+end)
+
+describe("the per-client image cache", function()
+  it("uploads one local image once for 20 concurrent fal submits", function()
+    local client = client_for("fal")
+    local tasks, errs = submit_many(client, N, { image = "spec/fixtures/png_640x360.png" })
+    assert.same({}, errs)
+    assert.equal(N, #tasks)
+    assert.equal(1, #emu:requests{ method = "POST", path = "/storage/upload/initiate" })
+    assert.equal(1, #emu:requests{ method = "PUT", match = "^/media/put/" })
+    assert.equal(N, #emu:requests{ method = "POST", path = "/fal-ai/vidu/q1/image-to-video" })
+    local s = images.cache_stats(client)
+    assert.equal(1, s.uploads)
+    assert.equal(N - 1, s.hits)
+    -- Every task's body carried the one file_url.
+    local seen = {}
+    for _, r in ipairs(emu:requests{ method = "POST", path = "/fal-ai/vidu/q1/image-to-video" }) do
+      seen[require("vidu.json").decode(r.body).image_url or "none"] = true
+    end
+    local urls = {}
+    for u in pairs(seen) do urls[#urls + 1] = u end
+    assert.equal(1, #urls)
+    assert.truthy(urls[1]:match("^https?://"))
+  end)
+
+  it("uploads again once the upload's URL is older than UPLOAD_TTL", function()
+    local client = client_for("fal")
+    local ttl = images.UPLOAD_TTL
+    images.UPLOAD_TTL = 0
+    local ok, err = pcall(submit_many, client, 2, { image = "spec/fixtures/png_640x360.png" })
+    images.UPLOAD_TTL = ttl
+    assert(ok, err)
+    -- Two sequential uploads: the second task found the first's URL already expired.
+    assert.equal(2, #emu:requests{ method = "POST", path = "/storage/upload/initiate" })
+    assert.equal(2, images.cache_stats(client).uploads)
+  end)
+
+  it("reads and encodes one file once for 20 concurrent inline vidu submits", function()
+    local path = tmpdir .. "/photo.png"
+    util.write_file(path, util.read_file("spec/fixtures/png_640x360.png"))
+    local client = client_for("vidu")
+    local tasks, errs = submit_many(client, N, { image = path, upload = false })
+    assert.same({}, errs)
+    assert.equal(N, #tasks)
+    local s = images.cache_stats(client)
+    assert.equal(1, s.reads)
+    assert.equal(N - 1, s.hits)
+    -- A later submit of the unchanged file reads its header (resolve) but not the file.
+    local t = assert(client:submit{ image = path, prompt = "again", upload = false })
+    assert.truthy(t.id)
+    assert.equal(1, images.cache_stats(client).reads)
+    -- A changed file (another size) is a new image: read again.
+    util.write_file(path, util.read_file("spec/fixtures/png_33x17.png"))
+    assert(client:submit{ image = path, prompt = "changed", upload = false })
+    assert.equal(2, images.cache_stats(client).reads)
+  end)
+
+  it("encodes the same bytes once for { data = ... } inputs", function()
+    local bytes = util.read_file("spec/fixtures/jpeg_640x360.jpg")
+    local client = client_for("vidu")
+    -- Equal strings, not only the same one, share the entry.
+    local _, errs = submit_many(client, 5, { image = { data = bytes .. "" } })
+    assert.same({}, errs)
+    assert(client:submit{ image = { data = bytes:sub(1, -2) .. bytes:sub(-1) }, prompt = "copy" })
+    assert.equal(1, images.cache_stats(client).reads)
+    assert.equal(5, images.cache_stats(client).hits)
+  end)
+
+  it("is per client", function()
+    local a, b = client_for("vidu"), client_for("vidu")
+    assert(a:submit{ image = "spec/fixtures/png_640x360.png", prompt = "a", upload = false })
+    assert(b:submit{ image = "spec/fixtures/png_640x360.png", prompt = "b", upload = false })
+    assert.equal(1, images.cache_stats(a).reads)
+    assert.equal(1, images.cache_stats(b).reads)
+  end)
+end)
+
+describe("a submit's body", function()
+  it("is made when its connection slot is granted: N queued submits hold one at a time", function()
+    -- One connection, each submit answered after 200 ms: the rest queue for the slot.
+    emu:fault{ method = "POST", path = "/ent/v2/img2video", kind = "latency", latency_ms = 200, times = -1 }
+    local client = client_for("vidu", { max_connections = 1 })
+    local tasks, errs = submit_many(client, 6, { image = "spec/fixtures/png_640x360.png", upload = false })
+    assert.same({}, errs)
+    assert.equal(6, #tasks)
+    local c = client:counters()
+    assert.equal(1, c.bodies_peak)
+    assert.equal(0, c.bodies)
+  end)
+
+  it("is made again for a retry", function()
+    emu:fault{ method = "POST", path = "/ent/v2/img2video", kind = "status", status = 503, times = 1 }
+    local client = client_for("vidu")
+    local t = assert(client:submit{ image = "spec/fixtures/png_640x360.png", prompt = "retry", upload = false })
+    assert.truthy(t.id)
+    local posts = emu:requests{ method = "POST", path = "/ent/v2/img2video" }
+    assert.equal(2, #posts)
+    assert.equal(posts[1].body, posts[2].body)
+    assert.equal(0, client:counters().bodies)
+  end)
+end)
