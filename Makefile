@@ -270,3 +270,19 @@ $(SDK_STAMP):
 faults: $(CORE)
 	$(RUN_ENV) FAULTS_PROVIDERS="$(FAULTS_PROVIDERS)" FAULTS_PHASES="$(FAULTS_PHASES)" \
 		FAULTS_KINDS="$(FAULTS_KINDS)" FAULTS_MODES="$(FAULTS_MODES)" $(LUA) bench/faults/run.lua
+
+# make bench-compare [N=200] [DURATIONS=fixed|lognormal|both]: lua-vidu (fal and wavespeed)
+# against the official fal and WaveSpeed JS SDKs of SDK_PKGS on the same work, one emulator,
+# N concurrent generations of a 1080p JPEG made by ffmpeg; prints wall, CPU, peak RSS,
+# requests/generation, finish->known and the ratios lua/SDK (bench/compare/run.js). Asserts nothing.
+N ?= 200
+DURATIONS ?= fixed
+BENCH_IMAGE := build/bench-compare/photo_1080p.jpg
+.PHONY: bench-compare
+$(BENCH_IMAGE): | $(DEPS_STAMP)
+	@mkdir -p $(dir $@)
+	ffmpeg -loglevel error -y -f lavfi -i testsrc2=size=1920x1080 -frames:v 1 -q:v 3 $@
+
+bench-compare: $(CORE) sdk-install $(BENCH_IMAGE)
+	$(RUN_ENV) NODE_PATH="$(CURDIR)/build/sdk/node_modules" N=$(N) DURATIONS=$(DURATIONS) \
+		IMAGE="$(CURDIR)/$(BENCH_IMAGE)" node bench/compare/run.js
