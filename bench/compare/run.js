@@ -146,7 +146,8 @@ async function main() {
   const size = fs.statSync(IMAGE).size;
   const { url, child } = await startEmulator(["--no-ffmpeg"]);
   console.log(`bench-compare: ${N} concurrent generations per client, image ${path.basename(IMAGE)}` +
-    ` (${Math.round(size / 1024)} KB), emulator at ${url}, clients one after another`);
+    ` (${Math.round(size / 1024)} KB), emulator at ${url}, clients one after another,` +
+    ` load average ${require("os").loadavg()[0].toFixed(2)} on ${require("os").cpus().length} cores`);
   const modes = DURATIONS === "both" ? ["fixed", "lognormal"] : [DURATIONS];
   for (const mode of modes) {
     const durations = mode === "lognormal" ? lognormal(N, MEDIAN, SIGMA, SEED) : null;
@@ -156,6 +157,7 @@ async function main() {
       results[c] = await measure(url, c, durations);
       console.log(`bench-compare: ${mode}: ${LABEL[c]} done in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
     }
+    console.log(`bench-compare: load average now ${require("os").loadavg()[0].toFixed(2)}`);
     print(mode === "fixed" ? `durations fixed, ${SECONDS} s each` :
       `durations lognormal, median ${MEDIAN} s, sigma ${SIGMA}, seed ${SEED} (longest ` +
       `${Math.max(...durations).toFixed(1)} s)`, results);
