@@ -241,8 +241,15 @@ test-report: $(CORE)
 # installs them into build/sdk with npm (Node.js is installed from Debian when missing), starts
 # an emulator, runs one generation with each and prints the outcome ("N passed, N failed").
 SDK_PKGS ?= @fal-ai/client@1.10.1 wavespeed@0.3.2
-.PHONY: sdk-check
-sdk-check: $(CORE)
+SDK_STAMP := build/sdk/.ok-$(subst /,_,$(subst @,,$(subst $(eval) ,-,$(SDK_PKGS))))
+.PHONY: sdk-check sdk-install
+sdk-check: $(CORE) sdk-install
+	$(RUN_ENV) NODE_PATH="$(CURDIR)/build/sdk/node_modules" node .ci/sdk-check.js
+
+# Node.js and npm (from Debian when missing) and the SDKs of SDK_PKGS in build/sdk, once per list.
+sdk-install: $(SDK_STAMP)
+
+$(SDK_STAMP):
 	@command -v node >/dev/null && command -v npm >/dev/null || { \
 		echo "make sdk-check: installing nodejs and npm"; \
 		SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
@@ -251,7 +258,7 @@ sdk-check: $(CORE)
 	} || exit 1
 	@mkdir -p build/sdk
 	npm install --prefix build/sdk --no-save --no-package-lock --no-audit --no-fund --loglevel=error $(SDK_PKGS)
-	$(RUN_ENV) NODE_PATH="$(CURDIR)/build/sdk/node_modules" node .ci/sdk-check.js
+	@rm -f build/sdk/.ok-* && touch $@
 
 # make faults: the fault matrix against the emulator (bench/faults/run.lua, issue 9): every
 # fault kind the emulator has x every provider x submit, poll, result (fal) and download x once
@@ -276,3 +283,16 @@ build/photo.jpg: | $(DEPS_STAMP)
 bench-photo: $(CORE) build/photo.jpg
 	@for p in vidu fal; do echo "== bench/generations.lua 1000 10 $$p, build/photo.jpg"; \
 		$(RUN_ENV) VIDU_BENCH_IMAGE=build/photo.jpg $(LUA) bench/generations.lua 1000 10 $$p || exit 1; done
+
+# make bench-compare [N=200] [DURATIONS=fixed|lognormal|both]: lua-vidu (fal and wavespeed)
+# against the official fal and WaveSpeed JS SDKs of SDK_PKGS on the same work, one emulator,
+# N concurrent generations of the photo-sized JPEG of bench-photo; prints wall, CPU, peak RSS,
+# requests/generation, finish->known and the ratios lua/SDK (bench/compare/run.js). Asserts nothing.
+N ?= 200
+DURATIONS ?= fixed
+BENCH_IMAGE := build/photo.jpg
+.PHONY: bench-compare
+
+bench-compare: $(CORE) sdk-install $(BENCH_IMAGE)
+	$(RUN_ENV) NODE_PATH="$(CURDIR)/build/sdk/node_modules" N=$(N) DURATIONS=$(DURATIONS) \
+		IMAGE="$(CURDIR)/$(BENCH_IMAGE)" node bench/compare/run.js

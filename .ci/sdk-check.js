@@ -1,41 +1,18 @@
 // make sdk-check: the official fal and WaveSpeed JavaScript SDKs complete one generation each
 // against the offline emulator, through their documented calls:
 //   fal        createFalClient({ credentials, requestMiddleware }) then fal.subscribe(), with the
-//              image as a Blob (so the SDK uploads it through fal storage first). The SDK has
-//              no base-URL option: its hosts (queue.fal.run, fal.run, rest.fal.ai) are fixed in
-//              request.js/config.js; requestMiddleware, the SDK's documented hook that may
-//              rewrite each request's URL, points them at the emulator.
+//              image as a Blob (so the SDK uploads it through fal storage first); sdk-lib.js
+//              points the SDK's fixed hosts at the emulator through requestMiddleware.
 //   WaveSpeed  new Client(key, { baseUrl }) then client.upload(path) and client.run().
 // Each downloads the video it was given and checks it is an MP4. Prints one line per SDK and
 // "N passed, N failed"; exits non-zero on any failure. The SDKs come from build/sdk (NODE_PATH).
 "use strict";
-const { spawn } = require("child_process");
 const fs = require("fs");
 const path = require("path");
+const { ROOT, startEmulator, falClient, version } = require("./sdk-lib.js");
 
-const ROOT = path.resolve(__dirname, "..");
 const IMAGE = path.join(ROOT, "spec/fixtures/png_640x360.png");
 const PROMPT = "The astronaut waved and the camera moved up.";
-
-// Starts bin/vidu-emulator on a free loopback port -> { url, child }.
-function startEmulator() {
-  const lua = process.env.VIDU_LUA || "lua5.4";
-  const child = spawn(lua, [path.join(ROOT, "bin/vidu-emulator"), "--port", "0", "--polls", "3",
-    "--exit-with-parent"], { stdio: ["ignore", "pipe", "inherit"] });
-  return new Promise((resolve, reject) => {
-    let buf = "";
-    const timer = setTimeout(() => reject(new Error("the emulator did not start in 20 s")), 20000);
-    child.on("exit", (code) => reject(new Error("the emulator exited with " + code)));
-    child.stdout.on("data", (d) => {
-      buf += d;
-      const line = buf.split("\n")[0];
-      if (buf.includes("\n") && line.startsWith("http://")) {
-        clearTimeout(timer);
-        resolve({ url: line.trim(), child });
-      }
-    });
-  });
-}
 
 // Downloads `url` and checks it is an MP4 (an ISO BMFF 'ftyp' box first) -> its size.
 async function checkVideo(url) {
@@ -49,12 +26,7 @@ async function checkVideo(url) {
 }
 
 async function checkFal(emu) {
-  const { createFalClient } = require("@fal-ai/client");
-  const hosts = /^https:\/\/(queue\.fal\.run|fal\.run|rest\.fal\.ai)/;
-  const fal = createFalClient({
-    credentials: "sdk-check-id:sdk-check-secret",
-    requestMiddleware: async (req) => Object.assign({}, req, { url: req.url.replace(hosts, emu) }),
-  });
+  const fal = falClient(emu, "sdk-check-id:sdk-check-secret");
   const statuses = [];
   const image = new Blob([fs.readFileSync(IMAGE)], { type: "image/png" });
   const result = await fal.subscribe("fal-ai/vidu/q1/image-to-video", {
@@ -84,18 +56,8 @@ async function checkWaveSpeed(emu) {
   return `uploaded ${path.basename(image)}, video ${size} bytes`;
 }
 
-// The installed version of package `name` (its package.json under NODE_PATH), or "?".
-function version(name) {
-  for (const dir of (process.env.NODE_PATH || "").split(path.delimiter).filter(Boolean)) {
-    try {
-      return JSON.parse(fs.readFileSync(path.join(dir, name, "package.json"), "utf8")).version;
-    } catch (e) { /* not in this folder */ }
-  }
-  return "?";
-}
-
 async function main() {
-  const { url, child } = await startEmulator();
+  const { url, child } = await startEmulator(["--polls", "3"]);
   console.log("sdk-check: emulator at " + url);
   const checks = [
     ["fal (@fal-ai/client " + version("@fal-ai/client") + ")", checkFal],
