@@ -34,24 +34,10 @@ local WIDE_URI = "data:image/png;base64," .. core.b64encode(png_header(1000, 100
 
 local emu
 
--- One HTTP call to the emulator; the item gets .json when the body is JSON.
+-- One HTTP call to the emulator (support.emulator's Emu:call): the item gets .json when the
+-- body is JSON.
 local function call(method, path, opts)
-  opts = opts or {}
-  local headers = {}
-  for k, v in pairs(opts.headers or {}) do headers[k] = v end
-  if opts.auth then headers["Authorization"] = opts.auth end
-  local body = opts.body
-  if opts.json ~= nil then
-    body = type(opts.json) == "string" and opts.json or ejson.encode(opts.json)
-    headers["Content-Type"] = "application/json"
-  end
-  local item = emu:request{ method = method, path = path, url = opts.url, headers = headers, body = body,
-    timeout = opts.timeout }
-  if item.ok and item.body and item.body ~= "" then
-    local ok, v = pcall(cjson.decode, item.body)
-    if ok then item.json = v end
-  end
-  return item
+  return emu:call(method, path, opts)
 end
 
 local function path_of(url)

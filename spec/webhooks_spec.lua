@@ -6,7 +6,6 @@ local emulator = require("support.emulator")
 local uv = emulator.luv()
 local core = require("vidu.core")
 local cjson = require("cjson")
-local ejson = require("vidu.emulator.json")
 local http = require("vidu.emulator.http")
 local util = require("support.util")
 local webhooks = require("vidu.webhooks")
@@ -33,11 +32,9 @@ local function pump_until(fn, seconds)
   return nil
 end
 
+-- A provider call as JSON with an Authorization header (support.emulator's Emu:call).
 local function call(method, path, auth, body)
-  local item = emu:request{ method = method, path = path, headers = { Authorization = auth,
-    ["Content-Type"] = "application/json" }, body = body and ejson.encode(body) or nil }
-  item.json = item.body and item.body ~= "" and cjson.decode(item.body) or nil
-  return item
+  return emu:call(method, path, { auth = auth, json = body })
 end
 
 -- A received callback as verify takes it (a fresh copy each time, so a test may change it).
