@@ -255,7 +255,14 @@ describe("client:request", function()
       end
       return s:gather(fns)
     end)
-    assert.are.equal(0, nfailed)
+    local first
+    for _, r in ipairs(results) do
+      if not r.ok and not first then
+        first = type(r.err) == "table" and (tostring(r.err.kind) .. ": " .. tostring(r.err.message))
+          or tostring(r.err)
+      end
+    end
+    assert.are.equal(0, nfailed, "failed: " .. nfailed .. ", the first: " .. tostring(first))
     assert.are.equal(40, #results)
     assert.are.equal(40, #srv:log("slow"))
     assert.is_true(srv:peak("slow") <= 4, "peak " .. srv:peak("slow"))

@@ -10,6 +10,7 @@
 -- "may exist" until the user says otherwise. Items run concurrently, at most `concurrency`
 -- tasks in flight per provider, and none is submitted that would take the committed cost
 -- past the budget.
+if jit then jit.off(true, true) end -- LuaJIT runs this module interpreted (see vidu/init.lua)
 local files = require("vidu.files")
 local shell_quote, file_exists = files.shell_quote, files.exists
 local journal_mod = require("vidu.journal")

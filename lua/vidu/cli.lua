@@ -9,6 +9,7 @@
 -- 3 the budget stopped submits; 4 a submit may have made a task nobody knows the id of
 -- (listed, never sent again: see `vidu resume --attach/--forget`); 5 unfinished (a wait
 -- timed out or a task could not be reached: run `vidu resume` later).
+if jit then jit.off(true, true) end -- LuaJIT runs this module interpreted (see vidu/init.lua)
 local files = require("vidu.files")
 local shell_quote, dirname, file_exists, file_size = files.shell_quote, files.dirname,
   files.exists, files.size

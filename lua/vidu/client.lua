@@ -4,6 +4,7 @@
 --
 -- The API key lives in a weak table keyed by the client, not on the client itself, so
 -- printing or dumping a client (or a task, which points at its client) cannot show it.
+if jit then jit.off(true, true) end -- LuaJIT runs this module interpreted (see vidu/init.lua)
 local http = require("vidu.http")
 local retry = require("vidu.retry")
 local scheduler = require("vidu.scheduler")

@@ -4,6 +4,7 @@
 -- is made here. A programmer's mistake raises with error() instead and never reaches this
 -- module. Messages never carry an API key: errors built from provider answers are passed
 -- through `errors.redact` with the key before they leave the client.
+if jit then jit.off(true, true) end -- LuaJIT runs this module interpreted (see vidu/init.lua)
 local errors = {}
 
 --- The kinds an error can have, with what they mean (documentation and a guard for typos).

@@ -1,4 +1,5 @@
 --- Small file helpers the command, the journal and the batch runner share.
+if jit then jit.off(true, true) end -- LuaJIT runs this module interpreted (see vidu/init.lua)
 local files = {}
 
 --- `s` as one word for /bin/sh.

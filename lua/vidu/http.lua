@@ -8,6 +8,7 @@
 -- (refused, name lookup, connect timeout: the engine says sent = false) or the provider
 -- answered 429 or 503. After a timeout or a reset once the bytes were sent it is never
 -- re-sent; the error has kind "uncertain" and may_exist = true.
+if jit then jit.off(true, true) end -- LuaJIT runs this module interpreted (see vidu/init.lua)
 local errors = require("vidu.errors")
 local json = require("vidu.json")
 local retry = require("vidu.retry")

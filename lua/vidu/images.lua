@@ -14,6 +14,7 @@
 --   the bounds are inclusive is unconfirmed, so exactly 1:4 and 4:1 are refused;
 -- * sizes are decimal megabytes (10 MB = 10,000,000 bytes), the conservative reading.
 -- URLs are passed through as they are: no download, no check (the provider fetches them).
+if jit then jit.off(true, true) end -- LuaJIT runs this module interpreted (see vidu/init.lua)
 local core = require("vidu.core")
 local errors = require("vidu.errors")
 local url = require("vidu.url")

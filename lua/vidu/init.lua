@@ -12,6 +12,15 @@
 -- first use. Waits yield inside vidu.run/vidu.spawn coroutines and block elsewhere; hosts
 -- with their own loop call vidu.step() or attach (vidu.hosts.luv, vidu.hosts.ngx) and never
 -- block: once attached, a wait outside a coroutine raises instead.
+-- LuaJIT: every module of vidu switches the JIT off for its own functions (the first line
+-- after each header: jit.off(true, true)). Debian 12's LuaJIT (2.1 snapshot of 2022-03-20,
+-- also what its Neovim links) miscompiles some `pairs` loops once a trace gets blacklisted
+-- (LuaJIT issue #827, fixed upstream on 2022-04-03): here it turned a one-key option table
+-- into `unknown option table: 0x...` in most rounds of 40 queued requests. Our Lua is
+-- bookkeeping around the C core, so running it in LuaJIT's interpreter costs nothing
+-- measurable (bench/generations.lua 1000 fal: client CPU 1.0-1.2 s either way); the host's
+-- own code keeps its JIT.
+if jit then jit.off(true, true) end -- LuaJIT runs this module interpreted (see vidu/init.lua)
 local scheduler = require("vidu.scheduler")
 local client = require("vidu.client")
 local errors = require("vidu.errors")

@@ -23,6 +23,7 @@
 -- again is recognised and not paid twice. Loading folds the lines into one entry per key; a
 -- line that does not parse (a torn last line after a crash, or a fragment a torn line left
 -- behind) is skipped and listed in j.problems.
+if jit then jit.off(true, true) end -- LuaJIT runs this module interpreted (see vidu/init.lua)
 local files = require("vidu.files")
 local dirname, file_exists = files.dirname, files.exists
 local core = require("vidu.core")

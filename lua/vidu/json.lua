@@ -3,6 +3,7 @@
 -- Decoding is cjson's, for speed (thousands of poll answers). Encoding walks tables in Lua
 -- and lets cjson format the leaves, because lua-cjson 2.1 cannot be told that an empty table
 -- is an array: `json.array{}` marks one, and `json.object{}` forces an object.
+if jit then jit.off(true, true) end -- LuaJIT runs this module interpreted (see vidu/init.lua)
 local cjson_mod = require("cjson")
 -- A private instance so our settings never change the host's own cjson.
 local cjson = cjson_mod.new and cjson_mod.new() or cjson_mod

@@ -11,6 +11,7 @@
 -- pid is the child's. stop() sends TERM, then KILL if it has not gone within 3 s, and reaps it;
 -- a child nobody stopped is stopped when its handle is collected, so a failing caller cannot
 -- leave a pipe whose close waits forever.
+if jit then jit.off(true, true) end -- LuaJIT runs this module interpreted (see vidu/init.lua)
 local core = require("vidu.core")
 local json = require("vidu.json")
 

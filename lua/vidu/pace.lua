@@ -10,6 +10,7 @@
 -- Polls also carry jitter (+-20% of each gap), so a burst of tasks submitted together does
 -- not poll in lockstep: some look a little early, some a little late, and the first to see
 -- a finish teaches the rest.
+if jit then jit.off(true, true) end -- LuaJIT runs this module interpreted (see vidu/init.lua)
 local Pace = {}
 Pace.__index = Pace
 

@@ -10,6 +10,7 @@
 -- 0.2 }), `layout` ({ rows = { "prompt" }, columns = { "seed", "motion" } }) for the contact
 -- sheet. Image paths are relative to the plan file's directory. A plan is a JSON file or a Lua
 -- file returning a table.
+if jit then jit.off(true, true) end -- LuaJIT runs this module interpreted (see vidu/init.lua)
 local json = require("vidu.json")
 
 local plan = {}

@@ -5,6 +5,7 @@
 -- price from the user (an override). Where a provider reports the cost of a finished task
 -- (Vtrix: usage.cost in USD; Vidu and relays: credits), the reported figure is preferred for
 -- what was spent; the table only estimates what a submit will commit.
+if jit then jit.off(true, true) end -- LuaJIT runs this module interpreted (see vidu/init.lua)
 local prices = {}
 
 -- provider, model ("*" = every model of the provider), usd per video (nil = unknown), the

@@ -4,6 +4,7 @@
 -- for logs and pipes) and "json" (one JSON object per event on stdout, for programs). The
 -- command feeds it events (the client's, and the batch's own) and, in live mode, calls
 -- tick() a few times a second to redraw.
+if jit then jit.off(true, true) end -- LuaJIT runs this module interpreted (see vidu/init.lua)
 local json = require("vidu.json")
 
 local progress = {}

@@ -10,6 +10,7 @@
 -- When every video has loaded or failed, the page writes the count into
 -- <output id="media-status" data-done="1" data-loaded="N" data-failed="M" data-total="T">,
 -- so a headless browser's DOM dump can tell whether the media played (the spec does).
+if jit then jit.off(true, true) end -- LuaJIT runs this module interpreted (see vidu/init.lua)
 local json = require("vidu.json")
 local prices = require("vidu.prices")
 

@@ -4,6 +4,7 @@
 -- back together. A server's Retry-After is honoured (never retried earlier than asked) up to a
 -- cap: when the server asks for more, we wait the cap and try again (a wait's deadline, when
 -- there is one, still ends it).
+if jit then jit.off(true, true) end -- LuaJIT runs this module interpreted (see vidu/init.lua)
 local retry = {}
 
 --- Defaults: `attempts` is the total number of tries (1 = no retry); delays in seconds.

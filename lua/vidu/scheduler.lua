@@ -19,6 +19,7 @@
 -- Hosts with their own loop (luv, Neovim, nginx, a game's frames) either call step() now and
 -- then, or attach() with a host object; the contract is described above Scheduler:attach.
 -- Once attached, a wait outside the scheduler's coroutines raises instead of blocking.
+if jit then jit.off(true, true) end -- LuaJIT runs this module interpreted (see vidu/init.lua)
 local unpack = table.unpack or unpack
 
 -- ngx_lua replaces coroutine.create/resume/yield/status with versions bound to the request or

@@ -11,6 +11,7 @@
 -- code, message }, raw, extra }) and Task:apply is the one place a task's state changes.
 -- Statuses only move forward (queued -> running -> succeeded | failed | canceled); a terminal
 -- status is final, and a late or out-of-order answer never moves a task back.
+if jit then jit.off(true, true) end -- LuaJIT runs this module interpreted (see vidu/init.lua)
 local core = require("vidu.core")
 local errors = require("vidu.errors")
 local url = require("vidu.url")

@@ -1,5 +1,6 @@
 --- URL helpers: the one strict http(s) check every layer makes before it sends anything (or a
 -- key) to a URL, origins, joining, and query strings. Pure functions, no I/O.
+if jit then jit.off(true, true) end -- LuaJIT runs this module interpreted (see vidu/init.lua)
 local url = {}
 
 --- True when `s` is an absolute http(s) URL with a host and no whitespace or control bytes.

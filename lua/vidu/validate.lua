@@ -12,6 +12,7 @@
 --   limit "required", like any other value the provider would refuse.
 -- * `max_body` (a provider's cap on the whole POST body): estimated from the image as it will
 --   travel (base64 when inline) plus the text fields, with room for the JSON around them.
+if jit then jit.off(true, true) end -- LuaJIT runs this module interpreted (see vidu/init.lua)
 local core = require("vidu.core")
 local errors = require("vidu.errors")
 local url = require("vidu.url")

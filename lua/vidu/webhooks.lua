@@ -28,6 +28,7 @@
 -- missing_header, bad_header, stale_timestamp, bad_signature, unknown_key, jwks_unavailable;
 -- err.field names the header when one is at fault. Secrets never appear in an error.
 -- Signatures are compared in constant time (vidu.core's crypto, on OpenSSL).
+if jit then jit.off(true, true) end -- LuaJIT runs this module interpreted (see vidu/init.lua)
 local core = require("vidu.core")
 local errors = require("vidu.errors")
 local json = require("vidu.json")

@@ -1,5 +1,6 @@
 --- A minimal asynchronous HTTP/1.1 client on luv, for webhook deliveries (http:// only; one
 -- request per connection).
+if jit then jit.off(true, true) end -- LuaJIT runs this module interpreted (see vidu/init.lua)
 local uv = require("luv")
 
 local M = {}

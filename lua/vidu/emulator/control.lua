@@ -14,6 +14,7 @@
 -- vidu_max_image_bytes, vidu_upload_refuse_at, media_ttl, fal_retryable_header,
 -- fal_min_start_timeout, fal_start_timeout_type, vtrix_string_codes.
 --   GET  /_emulator/health
+if jit then jit.off(true, true) end -- LuaJIT runs this module interpreted (see vidu/init.lua)
 local json = require("vidu.emulator.json")
 local util = require("vidu.emulator.util")
 local image = require("vidu.emulator.image")

@@ -10,6 +10,7 @@
 -- cut in half under its full Content-Length, then the connection closes), "malformed_json"
 -- (processed; the JSON answer is replaced by broken JSON), "html_502" (an nginx 502 page, not
 -- processed).
+if jit then jit.off(true, true) end -- LuaJIT runs this module interpreted (see vidu/init.lua)
 local rng = require("vidu.emulator.rng")
 
 local M = {}

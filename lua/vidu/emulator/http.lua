@@ -7,6 +7,7 @@
 --   local http = require("vidu.emulator.http")
 --   local srv = http.server{ host = "127.0.0.1", port = 0, handler = function(req, res) end }
 --   srv.port; srv:close()
+if jit then jit.off(true, true) end -- LuaJIT runs this module interpreted (see vidu/init.lua)
 local uv = require("luv")
 
 local concat, insert = table.concat, table.insert

@@ -1,6 +1,7 @@
 --- Image inputs as the providers see them: data URIs, base64, and the header of PNG, JPEG and
 -- WebP files (format and pixel size). Pure Lua so the emulator runs without the C core; when
 -- vidu.core is loadable its base64 decoder is used for speed.
+if jit then jit.off(true, true) end -- LuaJIT runs this module interpreted (see vidu/init.lua)
 local M = {}
 
 local has_core, core = pcall(require, "vidu.core")

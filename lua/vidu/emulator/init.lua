@@ -5,6 +5,7 @@
 --   local app = assert(emulator.start{ port = 0, seed = 1, config = { polls = 2 } })
 --   print(app.url); require("luv").run()
 -- luacheck: ignore 212/self
+if jit then jit.off(true, true) end -- LuaJIT runs this module interpreted (see vidu/init.lua)
 local uv = require("luv")
 local http = require("vidu.emulator.http")
 local json = require("vidu.emulator.json")

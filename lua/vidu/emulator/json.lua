@@ -2,6 +2,7 @@
 -- arrays, whole numbers without a fraction), with one difference on input. cjson reads NaN and
 -- Infinity, which are not JSON; a body holding one is refused here, as the providers' parsers
 -- refuse it, instead of being stored and then failing to encode in a later answer.
+if jit then jit.off(true, true) end -- LuaJIT runs this module interpreted (see vidu/init.lua)
 local json = require("vidu.json")
 
 local M = {}

@@ -1,5 +1,6 @@
 --- The request log: what clients sent (method, path, query, headers, body, time) and what they
 -- got (status, fault), in a bounded ring so a long benchmark does not grow without end.
+if jit then jit.off(true, true) end -- LuaJIT runs this module interpreted (see vidu/init.lua)
 local M = {}
 M.__index = M
 

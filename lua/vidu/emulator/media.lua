@@ -6,6 +6,7 @@
 -- (`timeout`, killed past it: the bundled video is served instead), and close() kills the runs
 -- still going, so no ffmpeg outlives the emulator that started it.
 -- luacheck: ignore 212/self
+if jit then jit.off(true, true) end -- LuaJIT runs this module interpreted (see vidu/init.lua)
 local uv = require("luv")
 local proc = require("vidu.emulator.proc")
 local image = require("vidu.emulator.image")

@@ -1,5 +1,6 @@
 --- Run a child process on the luv loop without blocking: feed stdin, collect stdout/stderr,
 -- and (opts.timeout) kill it when it runs longer than allowed.
+if jit then jit.off(true, true) end -- LuaJIT runs this module interpreted (see vidu/init.lua)
 local uv = require("luv")
 
 local M = {}

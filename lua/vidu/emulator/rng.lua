@@ -1,6 +1,7 @@
 --- A small seeded random generator (Park-Miller), identical on Lua 5.1/LuaJIT and 5.4.
 -- Every random choice of the emulator goes through one of these so that `--seed` makes a run
 -- repeatable: task ids, secrets and probabilistic faults.
+if jit then jit.off(true, true) end -- LuaJIT runs this module interpreted (see vidu/init.lua)
 local M = {}
 M.__index = M
 

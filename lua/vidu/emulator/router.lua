@@ -1,6 +1,7 @@
 --- Routes: (method, path template) -> handler(req, res, captures...). A template is a literal
 -- path where each "{}" captures one path segment: "/ent/v2/tasks/{}/creations".
 -- Routes are bucketed by the first path segment so a lookup tries only a handful of patterns.
+if jit then jit.off(true, true) end -- LuaJIT runs this module interpreted (see vidu/init.lua)
 local M = {}
 M.__index = M
 

@@ -10,6 +10,7 @@
 -- signing string covers the request line, Date and the signed headers, not the body.
 -- The signers run here, on the openssl command-line tool, and not on vidu.core, so the
 -- library's verifier is tested against an independent implementation.
+if jit then jit.off(true, true) end -- LuaJIT runs this module interpreted (see vidu/init.lua)
 local uv = require("luv")
 local proc = require("vidu.emulator.proc")
 local image = require("vidu.emulator.image")

@@ -5,6 +5,7 @@
 -- in the stage "timeout"; a task with priority "low" stays queued while any other task of its
 -- provider with normal priority is still queued (its polls do not count meanwhile).
 -- luacheck: ignore 212/self
+if jit then jit.off(true, true) end -- LuaJIT runs this module interpreted (see vidu/init.lua)
 local uv = require("luv")
 local util = require("vidu.emulator.util")
 

@@ -1,6 +1,7 @@
 --- The raw-bytes PUT endpoint behind every provider's pre-signed upload URL
 -- (PUT /media/put/{id}?...), shared by fal, Vidu and WaveSpeed. The bytes become readable at
 -- /media/u/{id}[/{name}].
+if jit then jit.off(true, true) end -- LuaJIT runs this module interpreted (see vidu/init.lua)
 local image = require("vidu.emulator.image")
 
 local M = {}

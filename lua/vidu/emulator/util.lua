@@ -1,4 +1,5 @@
 --- Small helpers shared by the emulator's provider modules.
+if jit then jit.off(true, true) end -- LuaJIT runs this module interpreted (see vidu/init.lua)
 local uv = require("luv")
 
 local M = {}

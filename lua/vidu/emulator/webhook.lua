@@ -11,6 +11,7 @@
 --                          (signed afresh), as when a provider never saw the receiver's 2xx
 --   webhook_out_of_order   true: a provider that sends a non-final callback (Vidu's
 --                          "processing") holds it back and sends it after the final one
+if jit then jit.off(true, true) end -- LuaJIT runs this module interpreted (see vidu/init.lua)
 local uv = require("luv")
 local client = require("vidu.emulator.client")
 local util = require("vidu.emulator.util")

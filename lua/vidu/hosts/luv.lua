@@ -10,6 +10,7 @@
 -- call and calls back scheduler:socket_ready(fd, events) or scheduler:step(). In Neovim that work
 -- runs on the main loop through vim.schedule, never in a fast callback, so code inside
 -- vidu.spawn may call vim.api.
+if jit then jit.off(true, true) end -- LuaJIT runs this module interpreted (see vidu/init.lua)
 local M = {}
 
 -- luv reports "r", "w", "d" (disconnect) and "p" (priority) combined; libcurl wants r/w/e.

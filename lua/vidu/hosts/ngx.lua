@@ -17,6 +17,7 @@
 --
 -- Code inside vidu.spawn runs in that timer: ngx.sleep, cosockets and coroutine.yield are
 -- not for it (they belong to ngx_lua's own coroutines); vidu.sleep and vidu's requests are.
+if jit then jit.off(true, true) end -- LuaJIT runs this module interpreted (see vidu/init.lua)
 local M = {}
 
 local unpack = table.unpack or unpack

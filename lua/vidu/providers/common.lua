@@ -18,6 +18,7 @@
 -- An observation is { status, video_url, cover_url, cost, queue_position, logs, progress,
 -- error = { kind, code, message, retryable }, raw, extra }: what the provider said, never a
 -- decision; Task:apply decides.
+if jit then jit.off(true, true) end -- LuaJIT runs this module interpreted (see vidu/init.lua)
 local json = require("vidu.json")
 local errors = require("vidu.errors")
 local registry = require("vidu.providers")

@@ -7,6 +7,7 @@
 -- * status answers 202 while pending and 200 when COMPLETED, and a COMPLETED status can
 --   still be a failure: the result is always read and its HTTP status checked;
 -- * local images go through fal's storage (initiate, then PUT) by default.
+if jit then jit.off(true, true) end -- LuaJIT runs this module interpreted (see vidu/init.lua)
 local images = require("vidu.images")
 local url = require("vidu.url")
 local fields = require("vidu.providers.fields")

@@ -6,6 +6,7 @@
 -- input); then what constrains the value: required, min/max, above, enum, url, text (valid
 -- UTF-8), max_chars, nonempty, and check = function(v) -> true | nil, limit, message for what
 -- a table cannot say.
+if jit then jit.off(true, true) end -- LuaJIT runs this module interpreted (see vidu/init.lua)
 local fields = {}
 
 --- The largest seed: Vidu's own seeds and WaveSpeed's page stay within a signed 32-bit int.

@@ -5,6 +5,7 @@
 --   local providers = require("vidu.providers")
 --   for _, p in ipairs(providers.list) do print(p.name, p.env_key) end
 --   local driver = providers.driver("vidu")
+if jit then jit.off(true, true) end -- LuaJIT runs this module interpreted (see vidu/init.lua)
 local registry = {}
 
 -- In the order the README and the demo present them. `default_base_url` nil: the user must

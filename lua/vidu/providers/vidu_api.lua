@@ -4,6 +4,7 @@
 -- one implementation serves both; what differs is configuration: the auth scheme (Token for
 -- Vidu, Bearer for gateways), the path prefix (/ent/v2 or /vidu/v2), the upload API (Vidu
 -- only), cancel (Vidu only; no gateway documents one) and the fields and models taken.
+if jit then jit.off(true, true) end -- LuaJIT runs this module interpreted (see vidu/init.lua)
 local json = require("vidu.json")
 local images = require("vidu.images")
 local url = require("vidu.url")

@@ -23,6 +23,7 @@
 --   practice (400 FieldInvalid: resolution), so it takes 720p/1080p here;
 -- * default durations: 5 s for Q2 and Q3 (the pages' examples), the only or first duration
 --   elsewhere. movement_amplitude is accepted for every model (Vidu ignores it on Q2/Q3).
+if jit then jit.off(true, true) end -- LuaJIT runs this module interpreted (see vidu/init.lua)
 local models = {}
 
 local Q1 = {

@@ -6,6 +6,7 @@
 -- in_progress|pending|processing|completed|failed; anything else is taken as still running.
 -- The video is at output[0].content[0].url and usage.cost (USD, a string) becomes task.cost.
 -- No upload API (local images go inline, the POST body must stay under 20 MB) and no cancel.
+if jit then jit.off(true, true) end -- LuaJIT runs this module interpreted (see vidu/init.lua)
 local images = require("vidu.images")
 local url = require("vidu.url")
 local fields = require("vidu.providers.fields")

@@ -5,6 +5,7 @@
 -- (`sync = true` sends enable_sync_mode): the submit blocks until the result is ready; when
 -- the answer is not final (WaveSpeed's "Sync mode timed out", code 5004) the task keeps
 -- running and we fall back to polling. No cancel is documented.
+if jit then jit.off(true, true) end -- LuaJIT runs this module interpreted (see vidu/init.lua)
 local images = require("vidu.images")
 local url = require("vidu.url")
 local fields = require("vidu.providers.fields")

@@ -2,6 +2,7 @@
 -- status/stream (SSE), result and cancel under owner/app only; storage uploads (initiate + PUT,
 -- and the v3 CDN token + /files/upload); webhooks (?fal_webhook=) signed with Ed25519, the key
 -- set served at /.well-known/jwks.json.
+if jit then jit.off(true, true) end -- LuaJIT runs this module interpreted (see vidu/init.lua)
 local json = require("vidu.emulator.json")
 local util = require("vidu.emulator.util")
 local image = require("vidu.emulator.image")

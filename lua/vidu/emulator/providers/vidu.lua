@@ -1,6 +1,7 @@
 --- Vidu's own API (api.vidu.com, ent/v2): img2video, creations, cancel, the three-step upload,
 -- callbacks signed with HMAC-SHA256 X-HMAC-* headers. `make` also builds the relay flavour
 -- (/vidu/v2/..., Bearer auth, more models, no cancel).
+if jit then jit.off(true, true) end -- LuaJIT runs this module interpreted (see vidu/init.lua)
 local json = require("vidu.emulator.json")
 local util = require("vidu.emulator.util")
 local image = require("vidu.emulator.image")

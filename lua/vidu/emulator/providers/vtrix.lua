@@ -2,6 +2,7 @@
 -- {"model", "input":[{"params":{...}}]} form and the flat form), GET
 -- /model/v1/generation/task/{id} with output[].content[], usage.cost and error codes
 -- 8008003001..099. A callback_url gets the task JSON, unsigned (Vtrix documents no signature).
+if jit then jit.off(true, true) end -- LuaJIT runs this module interpreted (see vidu/init.lua)
 local json = require("vidu.emulator.json")
 local util = require("vidu.emulator.util")
 local image = require("vidu.emulator.image")

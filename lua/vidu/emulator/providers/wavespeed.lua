@@ -2,6 +2,7 @@
 -- ?webhook=), predictions/{id}/result, media uploads, the per-key webhook secret, webhooks
 -- signed "v3,<hex HMAC-SHA256>" over "{id}.{timestamp}.{body}". Everything in the
 -- {code, message, data} envelope.
+if jit then jit.off(true, true) end -- LuaJIT runs this module interpreted (see vidu/init.lua)
 local json = require("vidu.emulator.json")
 local util = require("vidu.emulator.util")
 local image = require("vidu.emulator.image")
