@@ -222,7 +222,8 @@ static FILE *open_output(xfer *x)
 {
 	struct stat st;
 	FILE *f;
-	int fd = open(x->out_path, O_WRONLY | O_CREAT | O_TRUNC | O_NONBLOCK | O_NOCTTY, 0666);
+	int fd = open(x->out_path, O_WRONLY | O_CREAT | O_TRUNC | O_NONBLOCK | O_NOCTTY | O_CLOEXEC,
+		0666);
 	if (fd < 0) {
 		xfer_file_fail(x, "open output", x->out_path, errno);
 		return NULL;
@@ -341,6 +342,22 @@ static size_t on_header(char *p, size_t size, size_t nmemb, void *ud)
 		return 0;
 	}
 	return len;
+}
+
+/* CURLOPT_SOCKOPTFUNCTION: every socket libcurl opens is close-on-exec (libcurl 7.88 leaves
+ * them inheritable). Without it a child the process starts (ffmpeg, io.popen, a test server)
+ * inherits our connections and keeps them open after we close them, so their peers never see
+ * the close (seen: a spec's test server holding a dead emulator's sockets in CLOSE-WAIT). The
+ * engine is used from one thread: no fork falls between socket() and this call. */
+static int on_sockopt(void *ud, curl_socket_t fd, curlsocktype purpose)
+{
+	int flags;
+	(void)ud;
+	(void)purpose;
+	flags = fcntl(fd, F_GETFD);
+	if (flags != -1)
+		(void)fcntl(fd, F_SETFD, flags | FD_CLOEXEC);
+	return CURL_SOCKOPT_OK;
 }
 
 /* CURLOPT_READFUNCTION: streams body_file. A read error, or a file that shrank since it was
@@ -1305,6 +1322,7 @@ static const char *xfer_setup(engine *e, xfer *x, const req *r, lua_State *L)
 	/* Not checked: without nghttp2 libcurl refuses and HTTP/1.1 is used, which is fine. */
 	curl_easy_setopt(h, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
 	curl_easy_setopt(h, CURLOPT_PIPEWAIT, 1L);
+	curl_easy_setopt(h, CURLOPT_SOCKOPTFUNCTION, on_sockopt);
 	curl_easy_setopt(h, CURLOPT_TCP_KEEPALIVE, 1L);
 	curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, r->follow ? 1L : 0L);
 	curl_easy_setopt(h, CURLOPT_FRESH_CONNECT, r->fresh ? 1L : 0L);
@@ -1463,7 +1481,7 @@ static int engine_request(lua_State *L)
 		why = "not enough memory";
 	if (why == NULL && r.body_file != NULL) {
 		struct stat st;
-		x->in = fopen(x->in_path, "rb");
+		x->in = fopen(x->in_path, "rbe"); /* e: close-on-exec (glibc) */
 		if (x->in == NULL)
 			xfer_file_fail(x, "open body_file", x->in_path, errno);
 		else if (fstat(fileno(x->in), &st) != 0)

@@ -93,6 +93,40 @@ describe("vidu.core engine", function()
     end)
   end)
 
+  describe("sockets", function()
+    -- The sockets of this process, as a child started now sees them: `ls` lists its own
+    -- descriptors, inherited from us through the shell unless they are close-on-exec.
+    local function sockets_a_child_inherits()
+      local p = assert(io.popen("ls -l /proc/self/fd/ 2>/dev/null"))
+      local n = 0
+      for line in p:lines() do
+        if line:find("socket:", 1, true) then n = n + 1 end
+      end
+      p:close()
+      return n
+    end
+
+    it("are close-on-exec: a child process inherits none of libcurl's connections", function()
+      local before = sockets_a_child_inherits()
+      -- A kept-alive connection stays open in libcurl's cache after the transfer.
+      local r = fetch(engine, { url = url("/status/200") })
+      assert.are.equal(200, r.status)
+      assert.are.equal(before, sockets_a_child_inherits())
+      -- And one still in flight.
+      local id = engine:request{ url = url("/slow?ms=500") }
+      local done, most = nil, before
+      for _ = 1, 5 do
+        for _, res in ipairs(engine:wait(10)) do
+          if res.id == id then done = res end
+        end
+        most = math.max(most, sockets_a_child_inherits())
+      end
+      assert.are.equal(before, most)
+      if not done then done = drive(engine, { id })[id] end
+      assert.are.equal("slow", done.body)
+    end)
+  end)
+
   describe("headers", function()
     it("sends the request headers, the user agent and no Expect", function()
       local r = fetch(engine, {
