@@ -213,6 +213,7 @@ describe("engine body_parts", function()
       local kb = collectgarbage("count") - base
       if kb > peak then peak = kb end
     end
+    assert.are.equal(id, result.id)
     assert.is_true(result.ok, result.message)
     assert.are.equal(tostring(#prefix + 4 * math.ceil(n / 3) + #suffix),
       require("cjson").decode(result.body)["content-length"])
