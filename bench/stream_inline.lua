@@ -154,8 +154,8 @@ local ok, err = pcall(function()
   local path = dir .. "/big.png"
   big_png(path, size)
   local enc = 4 * math.ceil(size / 3)
-  print(string.format("engine: a %d MB file (%.1f MB of base64) POSTed as JSON to the loopback test server",
-    ENGINE_MB, enc / MB))
+  print(string.format("engine: a %d MB file (%.1f MB of base64) POSTed as JSON to the loopback"
+    .. " test server", ENGINE_MB, enc / MB))
   row("streamed (body_parts)", measure("engine", "stream", srv.url .. "/status/200", path, size))
   row("string body (data_uri_file + JSON)", measure("engine", "string", srv.url .. "/status/200", path, size))
   os.remove(path)
@@ -165,8 +165,8 @@ local ok, err = pcall(function()
   servers[#servers + 1] = emu
   path = dir .. "/vtrix.png"
   big_png(path, CLIENT_BYTES)
-  print(string.format("client: vidu.client(\"vtrix\"):submit, a %.1f MB PNG inline (%.1f MB of base64), emulator on loopback",
-    CLIENT_BYTES / MB, 4 * math.ceil(CLIENT_BYTES / 3) / MB))
+  print(string.format("client: vidu.client(\"vtrix\"):submit, a %.1f MB PNG inline (%.1f MB of"
+    .. " base64), emulator on loopback", CLIENT_BYTES / MB, 4 * math.ceil(CLIENT_BYTES / 3) / MB))
   row("streamed (images.field)", measure("client", "stream", emu.url, path))
   row("string body (STREAM_FROM = huge)", measure("client", "string", emu.url, path))
 end)
