@@ -534,6 +534,10 @@ static size_t on_read_parts(char *p, size_t size, size_t nmemb, void *ud)
 		} else {
 			curl_off_t rest = pt->size - x->file_pos;
 			size_t in = left / 4 * 3, out;
+			if (rest <= 0) { /* cannot happen: every byte read is encoded and sent */
+				parts_changed(x, pt);
+				return CURL_READFUNC_ABORT;
+			}
 			if (in == 0)
 				in = 3; /* room for less than a group: it goes through carry */
 			if (in > PART_CHUNK)
@@ -554,11 +558,11 @@ static size_t on_read_parts(char *p, size_t size, size_t nmemb, void *ud)
 			}
 		}
 	}
-	/* The last part ends the body: its file must end there too. */
-	if (x->part_at < x->nparts && x->part_at + 1 == x->nparts &&
-		x->part_pos == x->parts[x->part_at].wire &&
-		parts_next(x, &x->parts[x->part_at]) != 0)
-		return CURL_READFUNC_ABORT;
+	/* Move past every part already sent now, not at the next call: libcurl makes no call
+	 * after the last byte it was promised, and a file that grew must still be noticed. */
+	while (x->part_at < x->nparts && x->part_pos == x->parts[x->part_at].wire)
+		if (parts_next(x, &x->parts[x->part_at]) != 0)
+			return CURL_READFUNC_ABORT;
 	return n;
 }
 

@@ -158,6 +158,23 @@ describe("engine body_parts", function()
       assert.matches("changed size while being sent", r.message)
     end)
 
+    -- The file's last byte fills libcurl's 64 KiB buffer exactly and only empty parts
+    -- follow: libcurl asks for nothing more, so the end is checked in the same call.
+    for _, case in ipairs({ { "raw", 65536, false }, { "base64", 49152, true } }) do
+      it("when a " .. case[1] .. " file that ends the body grows while it is sent", function()
+        local path = tmpfile(pattern(case[2]))
+        local id = engine:request{ method = "POST", url = url("/echo"),
+          body_parts = { { file = path, base64 = case[3] }, "" } }
+        local f = assert(io.open(path, "ab"))
+        f:write("more")
+        f:close()
+        local r = drive(engine, { id })[id]
+        assert.are.equal("file", r.error)
+        assert.truthy(r.message:find(path, 1, true))
+        assert.matches("changed size while being sent", r.message)
+      end)
+    end
+
     it("when the file is missing or not a regular file (not sent)", function()
       for _, case in ipairs({ { "/nonexistent-dir/in.png", "cannot open body part" },
         { "/", "cannot read body part '/': not a regular file" } }) do
