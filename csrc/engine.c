@@ -15,10 +15,10 @@
  *
  * The API (README.md, "The C core", says the same for users):
  *   core.engine{ max_host_connections = 32, max_total_connections = 0, user_agent = ... }
- *   engine:request{ method, url, headers, body | body_file, output, connect_timeout = 10,
- *                   timeout = 0, stall_timeout = 0, max_response = 64 MiB, follow = true,
- *                   max_redirects = 5, fresh_connect = (method is POST or PATCH),
- *                   ca_file, ca_path } -> id
+ *   engine:request{ method, url, headers, body | body_file | body_parts, output,
+ *                   connect_timeout = 10, timeout = 0, stall_timeout = 0,
+ *                   max_response = 64 MiB, follow = true, max_redirects = 5,
+ *                   fresh_connect = (method is POST or PATCH), ca_file, ca_path } -> id
  *     Unknown option names and wrong types raise. With output, a 2xx body goes to the file
  *     (opened at its first byte, so a failed request leaves an existing file alone); any
  *     other status keeps its body in memory as result.body, for the error message, up to
@@ -29,6 +29,19 @@
  *     and checked again at the first byte, so a FIFO put there meanwhile cannot hang us. The
  *     Lua side writes to "<path>.part-..." and renames: it checks the final path first with
  *     core.is_regular_or_absent(path) (util.c), which applies the same rule.
+ *   body_parts = { part, ... }: a body sent piece by piece, in order, by the read callback,
+ *     so a large file never becomes a Lua string or a buffer of its size. A part is a string
+ *     (sent as it is: a JSON prefix, say) or { file = path, base64 = false, size = n }: the
+ *     file's bytes, or with base64 = true their RFC 4648 encoding (b64.c), made on the fly a
+ *     chunk at a time (PART_CHUNK bytes of file per step; the memory a transfer holds does
+ *     not grow with the file). The files are opened by request(); size, when given, is the
+ *     size the caller checked, and a file of another size then fails before anything is
+ *     sent. Content-Length is exact from the start: the strings plus each file's size or
+ *     4 * ceil(size / 3). libcurl may rewind the body (a 307/308 redirect, auth): the seek
+ *     callback starts every part again from its first byte. A file that shrinks or grows
+ *     while it is sent fails the transfer with error "file" and a message naming its path
+ *     (content changed in place at the same size is not detected). Exclusive with body and
+ *     body_file.
  *   max_response caps the body in memory and in output alike (curl_off_t throughout: 2 GiB,
  *     2^31, and far beyond are exact); a Content-Length over it fails before the body.
  *   stall_timeout = N (seconds, 0 = none; fractions round up to whole seconds, libcurl's
@@ -66,6 +79,7 @@
 
 #include <curl/curl.h>
 
+#include "b64.h"
 #include "buf.h"
 #include "core.h"
 #include "util.h"
@@ -100,6 +114,24 @@ enum {
 	FAIL_CANCELED   /* engine:cancel(id) */
 };
 
+/* File bytes a body_parts transfer reads per step for base64: a multiple of 3, so every
+ * step but the last encodes whole groups, and 4/3 of it (64 KiB) fills libcurl's default
+ * upload buffer. */
+#define PART_CHUNK (3 * 16384)
+/* Largest file a part may send: far beyond any real body, and 4/3 of it still fits in a
+ * curl_off_t. */
+#define PART_FILE_MAX ((curl_off_t)1 << 60)
+
+/* One piece of a body_parts body. */
+typedef struct body_part {
+	char *data;               /* a string part's bytes (NULL for a file part) */
+	char *path;               /* a file part's path (NULL for a string part) */
+	FILE *f;                  /* the file part, open from request() until the transfer ends */
+	curl_off_t size;          /* bytes of the string, or of the file */
+	curl_off_t wire;          /* bytes the part puts on the wire: size, or its base64 length */
+	int base64;
+} body_part;
+
 /* Where the response body goes when `output` was given: decided at its first byte. */
 enum { SINK_UNDECIDED = -1, SINK_MEMORY = 0, SINK_FILE = 1 };
 
@@ -121,6 +153,16 @@ typedef struct xfer {
 	FILE *in;                 /* body_file, read by on_read */
 	curl_off_t in_size;       /* its size when opened: the Content-Length sent */
 	curl_off_t in_read;       /* bytes read since the last rewind */
+	body_part *parts;         /* body_parts=..., sent in order by on_read_parts */
+	size_t nparts;
+	size_t part_at;           /* the part being sent (nparts: all sent) */
+	curl_off_t part_pos;      /* wire bytes of that part sent since the last rewind */
+	curl_off_t file_pos;      /* bytes of that part's file read since the last rewind */
+	curl_off_t parts_size;    /* the Content-Length: every part's wire bytes */
+	unsigned char *chunk;     /* PART_CHUNK bytes of file on their way to the encoder */
+	char carry[4];            /* an encoded group libcurl's buffer had no room for */
+	int carry_len, carry_at;  /* its length (0: none) and how much of it was sent */
+	char note[96];            /* a FAIL_FILE reason formatted for this transfer */
 	char *out_path;           /* output=..., opened lazily by on_write for a 2xx response */
 	FILE *out;
 	int sink;                 /* SINK_*; SINK_MEMORY when no output was given */
@@ -167,6 +209,8 @@ typedef struct engine {
 typedef struct req {
 	const char *method, *url, *body, *body_file, *output, *ca_file, *ca_path;
 	size_t body_len;
+	int parts;                /* stack index of the checked body_parts (see read_parts), or 0 */
+	int nparts;
 	long connect_ms, timeout_ms, max_redirects, stall_s;
 	curl_off_t max_response;
 	int follow;
@@ -176,6 +220,33 @@ typedef struct req {
 } req;
 
 /* ---------------------------------------------------------------- transfers (no Lua) */
+
+/* Closes the files of a body_parts transfer and frees its chunk: all it needs to send. */
+static void parts_close(xfer *x)
+{
+	size_t i;
+	for (i = 0; i < x->nparts; i++) {
+		if (x->parts[i].f != NULL)
+			fclose(x->parts[i].f);
+		x->parts[i].f = NULL;
+	}
+	free(x->chunk);
+	x->chunk = NULL;
+}
+
+/* Frees the parts themselves (parts_close first). */
+static void parts_free(xfer *x)
+{
+	size_t i;
+	parts_close(x);
+	for (i = 0; i < x->nparts; i++) {
+		free(x->parts[i].data);
+		free(x->parts[i].path);
+	}
+	free(x->parts);
+	x->parts = NULL;
+	x->nparts = 0;
+}
 
 /* Releases everything a transfer owns. The caller has already taken it out of the multi
  * handle, so libcurl holds no pointer into it any more. */
@@ -190,6 +261,7 @@ static void xfer_free(xfer *x)
 		fclose(x->out);
 	free(x->out_path);
 	free(x->in_path);
+	parts_free(x);
 	vidu_buf_free(&x->body);
 	vidu_buf_free(&x->head);
 	free(x);
@@ -394,6 +466,149 @@ static int on_seek(void *ud, curl_off_t offset, int origin)
 	return CURL_SEEKFUNC_OK;
 }
 
+/* Records that a part's file no longer has the size the Content-Length was made from. */
+static void parts_changed(xfer *x, const body_part *pt)
+{
+	snprintf(x->note, sizeof(x->note), "the file changed size while being sent (%"
+		CURL_FORMAT_CURL_OFF_T " bytes expected)", pt->size);
+	xfer_file_refuse(x, "read body part", pt->path, x->note);
+}
+
+/* Reads want bytes of the current file part into buf, all or nothing: fewer means the file
+ * shrank (or a read error), which fails the transfer. Returns 0, or -1 once failed. */
+static int parts_read_file(xfer *x, body_part *pt, unsigned char *buf, size_t want)
+{
+	size_t got = vidu_read_full(pt->f, buf, want);
+	if (got < want) {
+		if (ferror(pt->f))
+			xfer_file_fail(x, "read body part", pt->path, errno ? errno : EIO);
+		else
+			parts_changed(x, pt);
+		return -1;
+	}
+	x->file_pos += (curl_off_t)want;
+	return 0;
+}
+
+/* Moves to the next part once the current one is sent; a file must end where its size
+ * said, else it grew while being sent. Returns 0, or -1 once failed. */
+static int parts_next(xfer *x, body_part *pt)
+{
+	if (pt->f != NULL) {
+		int c = fgetc(pt->f);
+		if (c != EOF || ferror(pt->f)) {
+			if (c == EOF)
+				xfer_file_fail(x, "read body part", pt->path, errno ? errno : EIO);
+			else
+				parts_changed(x, pt);
+			return -1;
+		}
+	}
+	x->part_at++;
+	x->part_pos = 0;
+	x->file_pos = 0;
+	x->carry_len = x->carry_at = 0;
+	return 0;
+}
+
+/* CURLOPT_READFUNCTION of body_parts: fills p with the next bytes of the parts in order.
+ * A base64 part is encoded straight into p, whole groups of 4 characters at a time from at
+ * most PART_CHUNK file bytes; when p has room for less than one group, the group is made in
+ * x->carry and handed out over the next calls. No Lua, and no allocation. */
+static size_t on_read_parts(char *p, size_t size, size_t nmemb, void *ud)
+{
+	xfer *x = (xfer *)ud;
+	size_t room = size * nmemb, n = 0;
+	while (n < room && x->part_at < x->nparts) {
+		body_part *pt = &x->parts[x->part_at];
+		size_t left = room - n;
+		if (x->part_pos == pt->wire) {
+			if (parts_next(x, pt) != 0)
+				return CURL_READFUNC_ABORT;
+			continue;
+		}
+		if (pt->data != NULL) {
+			curl_off_t rest = pt->wire - x->part_pos;
+			size_t k = (curl_off_t)left < rest ? left : (size_t)rest;
+			memcpy(p + n, pt->data + x->part_pos, k);
+			n += k;
+			x->part_pos += (curl_off_t)k;
+		} else if (!pt->base64) {
+			curl_off_t rest = pt->size - x->file_pos;
+			size_t k = (curl_off_t)left < rest ? left : (size_t)rest;
+			if (parts_read_file(x, pt, (unsigned char *)p + n, k) != 0)
+				return CURL_READFUNC_ABORT;
+			n += k;
+			x->part_pos += (curl_off_t)k;
+		} else if (x->carry_at < x->carry_len) {
+			size_t k = (size_t)(x->carry_len - x->carry_at);
+			if (k > left)
+				k = left;
+			memcpy(p + n, x->carry + x->carry_at, k);
+			x->carry_at += (int)k;
+			n += k;
+			x->part_pos += (curl_off_t)k;
+		} else {
+			curl_off_t rest = pt->size - x->file_pos;
+			size_t in = left / 4 * 3, out;
+			if (rest <= 0) { /* cannot happen: every byte read is encoded and sent */
+				parts_changed(x, pt);
+				return CURL_READFUNC_ABORT;
+			}
+			if (in == 0)
+				in = 3; /* room for less than a group: it goes through carry */
+			if (in > PART_CHUNK)
+				in = PART_CHUNK;
+			if ((curl_off_t)in > rest)
+				in = (size_t)rest; /* the last, possibly partial, group */
+			if (parts_read_file(x, pt, x->chunk, in) != 0)
+				return CURL_READFUNC_ABORT;
+			out = vidu_b64_encoded_len(in);
+			if (out <= left) {
+				vidu_b64_encode(x->chunk, in, p + n);
+				n += out;
+				x->part_pos += (curl_off_t)out;
+			} else {
+				vidu_b64_encode(x->chunk, in, x->carry);
+				x->carry_len = (int)out;
+				x->carry_at = 0;
+			}
+		}
+	}
+	/* Move past every part already sent now, not at the next call: libcurl makes no call
+	 * after the last byte it was promised, and a file that grew must still be noticed. */
+	while (x->part_at < x->nparts && x->part_pos == x->parts[x->part_at].wire)
+		if (parts_next(x, &x->parts[x->part_at]) != 0)
+			return CURL_READFUNC_ABORT;
+	return n;
+}
+
+/* CURLOPT_SEEKFUNCTION of body_parts: a rewind to the start (what libcurl asks for on a
+ * 307/308 redirect or an auth round) starts every part again. Other offsets are not
+ * supported; libcurl then reads its way forward if it can. */
+static int on_seek_parts(void *ud, curl_off_t offset, int origin)
+{
+	xfer *x = (xfer *)ud;
+	size_t i;
+	if (origin != SEEK_SET || offset != 0)
+		return CURL_SEEKFUNC_CANTSEEK;
+	for (i = 0; i < x->nparts; i++) {
+		FILE *f = x->parts[i].f;
+		if (f == NULL)
+			continue;
+		clearerr(f);
+		if (fseeko(f, 0, SEEK_SET) != 0) {
+			xfer_file_fail(x, "rewind body part", x->parts[i].path, errno);
+			return CURL_SEEKFUNC_FAIL;
+		}
+	}
+	x->part_at = 0;
+	x->part_pos = 0;
+	x->file_pos = 0;
+	x->carry_len = x->carry_at = 0;
+	return CURL_SEEKFUNC_OK;
+}
+
 /* CURLOPT_XFERINFOFUNCTION: only copies the counters, which engine:progress(id) reads. */
 static int on_progress(void *ud, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
 	curl_off_t ulnow)
@@ -494,6 +709,7 @@ static void engine_finish(engine *e, xfer *x, CURLcode code)
 		fclose(x->in);
 		x->in = NULL;
 	}
+	parts_close(x);
 	if (code == CURLE_OK && x->fail == FAIL_NONE && x->sink == SINK_UNDECIDED &&
 		x->out_path != NULL) {
 		/* A 2xx with an empty body still owes the caller its (empty) file. */
@@ -1346,17 +1562,19 @@ static const char *xfer_setup(engine *e, xfer *x, const req *r, lua_State *L)
 	curl_easy_setopt(h, CURLOPT_XFERINFODATA, (void *)x);
 	curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
 
-	if (x->in != NULL) {
-		curl_easy_setopt(h, CURLOPT_READFUNCTION, on_read);
+	if (x->in != NULL || x->parts != NULL) {
+		int parts = x->parts != NULL;
+		curl_off_t size = parts ? x->parts_size : x->in_size;
+		curl_easy_setopt(h, CURLOPT_READFUNCTION, parts ? on_read_parts : on_read);
 		curl_easy_setopt(h, CURLOPT_READDATA, (void *)x);
-		curl_easy_setopt(h, CURLOPT_SEEKFUNCTION, on_seek);
+		curl_easy_setopt(h, CURLOPT_SEEKFUNCTION, parts ? on_seek_parts : on_seek);
 		curl_easy_setopt(h, CURLOPT_SEEKDATA, (void *)x);
 		if (is_post) {
 			curl_easy_setopt(h, CURLOPT_POST, 1L);
-			curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, x->in_size);
+			curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, size);
 		} else {
 			curl_easy_setopt(h, CURLOPT_UPLOAD, 1L);
-			curl_easy_setopt(h, CURLOPT_INFILESIZE_LARGE, x->in_size);
+			curl_easy_setopt(h, CURLOPT_INFILESIZE_LARGE, size);
 			if (!is_put)
 				curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, r->method);
 		}
@@ -1374,11 +1592,71 @@ static const char *xfer_setup(engine *e, xfer *x, const req *r, lua_State *L)
 	return NULL;
 }
 
+/* Checks body_parts and leaves on the stack a plain table of three values per part, which
+ * engine_request later reads with lua_rawgeti alone (nothing there can raise): the string
+ * (the data, or the file's path), the kind (0 string, 1 file, 2 file as base64) and the
+ * file's expected size (-1: whatever it is when opened). */
+static void read_parts(lua_State *L, int t, req *r)
+{
+	static const char *const keys[] = { "file", "base64", "size", NULL };
+	int list, norm, i, n;
+	lua_getfield(L, t, "body_parts");
+	if (lua_isnil(L, -1)) {
+		lua_pop(L, 1);
+		return;
+	}
+	if (!lua_istable(L, -1))
+		luaL_error(L, "body_parts must be a table (got %s)", luaL_typename(L, -1));
+	list = lua_gettop(L);
+	n = (int)lua_rawlen(L, list);
+	lua_createtable(L, 3 * n, 0);
+	norm = lua_gettop(L);
+	for (i = 1; i <= n; i++) {
+		lua_rawgeti(L, list, i);
+		if (lua_type(L, -1) == LUA_TSTRING) {
+			lua_rawseti(L, norm, 3 * i - 2);
+			lua_pushinteger(L, 0);
+			lua_pushinteger(L, -1);
+		} else if (lua_istable(L, -1)) {
+			int part = lua_gettop(L), base64;
+			size_t len;
+			const char *path;
+			lua_Number size = -1;
+			char what[32];
+			snprintf(what, sizeof(what), "body_parts[%d]", i);
+			check_keys(L, part, keys, what);
+			path = opt_string(L, part, "file", NULL, &len);
+			if (path == NULL || len == 0 || strlen(path) != len)
+				luaL_error(L, "body_parts[%d].file must be a non-empty path without NUL bytes",
+					i);
+			lua_rawseti(L, norm, 3 * i - 2);
+			base64 = opt_bool(L, part, "base64", 0);
+			lua_getfield(L, part, "size");
+			if (!lua_isnil(L, -1)) {
+				lua_pop(L, 1);
+				size = opt_count(L, part, "size", 0);
+			} else {
+				lua_pop(L, 1);
+			}
+			lua_pop(L, 1); /* the part */
+			lua_pushinteger(L, base64 ? 2 : 1);
+			lua_pushnumber(L, size);
+		} else {
+			luaL_error(L, "body_parts[%d] must be a string or a table { file = path, "
+				"base64 = bool, size = n } (got %s)", i, luaL_typename(L, -1));
+		}
+		lua_rawseti(L, norm, 3 * i);
+		lua_rawseti(L, norm, 3 * i - 1);
+	}
+	r->parts = norm;
+	r->nparts = n;
+}
+
 /* Reads request{...} into a req, raising on any misuse before anything is allocated. */
 static void read_request(lua_State *L, int t, req *r)
 {
 	static const char *const keys[] = { "method", "url", "headers", "body", "body_file",
-		"output", "connect_timeout", "timeout", "max_response", "follow", "max_redirects",
+		"body_parts", "output", "connect_timeout", "timeout", "max_response", "follow", "max_redirects",
 		"fresh_connect", "stall_timeout", "ca_file", "ca_path", NULL };
 	int headers = 0;
 	size_t mlen;
@@ -1397,6 +1675,9 @@ static void read_request(lua_State *L, int t, req *r)
 	r->body_file = opt_string(L, t, "body_file", NULL, NULL);
 	if (r->body != NULL && r->body_file != NULL)
 		luaL_error(L, "body and body_file are mutually exclusive");
+	read_parts(L, t, r);
+	if (r->parts != 0 && (r->body != NULL || r->body_file != NULL))
+		luaL_error(L, "body_parts excludes body and body_file");
 	r->output = opt_path(L, t, "output");
 	r->ca_file = opt_path(L, t, "ca_file");
 	r->ca_path = opt_path(L, t, "ca_path");
@@ -1419,13 +1700,13 @@ static void read_request(lua_State *L, int t, req *r)
 		headers = lua_gettop(L);
 	}
 	/* POST/PUT/PATCH without a body still send one (empty), so Content-Length: 0 goes out. */
-	if (r->body == NULL && r->body_file == NULL &&
+	if (r->body == NULL && r->body_file == NULL && r->parts == 0 &&
 		(strcmp(r->method, "POST") == 0 || strcmp(r->method, "PUT") == 0 ||
 			strcmp(r->method, "PATCH") == 0)) {
 		r->body = "";
 		r->body_len = 0;
 	}
-	build_header_lines(L, headers, r->body != NULL || r->body_file != NULL, r);
+	build_header_lines(L, headers, r->body != NULL || r->body_file != NULL || r->parts != 0, r);
 }
 
 /* Duplicates a C string with malloc (NULL stays NULL; NULL on failure sets *failed). */
@@ -1442,6 +1723,81 @@ static char *dup_string(const char *s, int *failed)
 	else
 		memcpy(d, s, n);
 	return d;
+}
+
+/* Copies the checked body_parts (read_parts) into x, opens the files and sums the
+ * Content-Length. Returns NULL, or "not enough memory" (the caller frees x and raises); a
+ * file that cannot be opened, is not a regular file or has another size than the one given
+ * is recorded in x and reported by the next step() as not sent. Only lua_rawgeti and
+ * conversions of values read_parts made touch Lua here: nothing can raise. */
+static const char *parts_open(xfer *x, lua_State *L, const req *r)
+{
+	int i, nomem = 0, base64 = 0;
+	x->parts = (body_part *)calloc(r->nparts > 0 ? (size_t)r->nparts : 1, sizeof(body_part));
+	if (x->parts == NULL)
+		return "not enough memory";
+	x->nparts = (size_t)r->nparts;
+	for (i = 0; i < r->nparts; i++) {
+		body_part *pt = &x->parts[i];
+		size_t len;
+		const char *str;
+		int kind;
+		lua_Number want;
+		lua_rawgeti(L, r->parts, 3 * i + 1);
+		lua_rawgeti(L, r->parts, 3 * i + 2);
+		lua_rawgeti(L, r->parts, 3 * i + 3);
+		str = lua_tolstring(L, -3, &len);
+		kind = (int)lua_tointeger(L, -2);
+		want = lua_tonumber(L, -1);
+		if (kind == 0) {
+			pt->data = (char *)malloc(len > 0 ? len : 1);
+			if (pt->data == NULL)
+				nomem = 1;
+			else
+				memcpy(pt->data, str, len);
+			pt->size = pt->wire = (curl_off_t)len;
+		} else {
+			pt->path = dup_string(str, &nomem);
+			pt->base64 = kind == 2;
+			base64 |= pt->base64;
+			pt->size = want >= 0 ? (curl_off_t)want : -1;
+		}
+		lua_pop(L, 3);
+		if (nomem)
+			return "not enough memory";
+	}
+	if (base64) {
+		x->chunk = (unsigned char *)malloc(PART_CHUNK);
+		if (x->chunk == NULL)
+			return "not enough memory";
+	}
+	for (i = 0; i < r->nparts && x->fail == FAIL_NONE; i++) {
+		body_part *pt = &x->parts[i];
+		struct stat st;
+		if (pt->path == NULL)
+			continue;
+		pt->f = fopen(pt->path, "rb");
+		if (pt->f == NULL) {
+			xfer_file_fail(x, "open body part", pt->path, errno);
+		} else if (fstat(fileno(pt->f), &st) != 0) {
+			xfer_file_fail(x, "read body part", pt->path, errno);
+		} else if (!S_ISREG(st.st_mode)) {
+			xfer_file_refuse(x, "read body part", pt->path, "not a regular file");
+		} else if ((curl_off_t)st.st_size > PART_FILE_MAX) {
+			xfer_file_refuse(x, "read body part", pt->path, "file too large");
+		} else if (pt->size >= 0 && (curl_off_t)st.st_size != pt->size) {
+			snprintf(x->note, sizeof(x->note), "the file has %" CURL_FORMAT_CURL_OFF_T
+				" bytes, not the %" CURL_FORMAT_CURL_OFF_T " it had when checked",
+				(curl_off_t)st.st_size, pt->size);
+			xfer_file_refuse(x, "read body part", pt->path, x->note);
+		} else {
+			pt->size = (curl_off_t)st.st_size;
+			pt->wire = pt->base64 ? (pt->size + 2) / 3 * 4 : pt->size;
+		}
+	}
+	for (i = 0; i < r->nparts; i++)
+		x->parts_size += x->parts[i].wire;
+	return NULL;
 }
 
 /* engine:request{...} -> id. Starts a transfer and returns at once; problems of the world
@@ -1491,6 +1847,8 @@ static int engine_request(lua_State *L)
 		else
 			x->in_size = (curl_off_t)st.st_size;
 	}
+	if (why == NULL && r.parts != 0)
+		why = parts_open(x, L, &r);
 	if (why == NULL && x->out_path != NULL) {
 		/* Refused before anything is sent: a FIFO would block, a device swallow the body. */
 		int err;

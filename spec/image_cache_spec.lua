@@ -91,24 +91,35 @@ describe("the per-client image cache", function()
     assert.equal(2, images.cache_stats(client).uploads)
   end)
 
-  it("reads and encodes one file once for 20 concurrent inline vidu submits", function()
+  it("streams a local file to 20 concurrent inline vidu submits and keeps no encoded copy", function()
+    -- Local files that go inline are streamed by the engine (images.STREAM_FROM): each body
+    -- encodes the file as it is sent, so the cache holds no data: URI for them.
     local path = tmpdir .. "/photo.png"
-    util.write_file(path, util.read_file("spec/fixtures/png_640x360.png"))
+    local first = util.read_file("spec/fixtures/png_640x360.png")
+    util.write_file(path, first)
     local client = client_for("vidu")
     local tasks, errs = submit_many(client, N, { image = path, upload = false })
     assert.same({}, errs)
     assert.equal(N, #tasks)
     local s = images.cache_stats(client)
-    assert.equal(1, s.reads)
-    assert.equal(N - 1, s.hits)
-    -- A later submit of the unchanged file reads its header (resolve) but not the file.
-    local t = assert(client:submit{ image = path, prompt = "again", upload = false })
-    assert.truthy(t.id)
-    assert.equal(1, images.cache_stats(client).reads)
-    -- A changed file (another size) is a new image: read again.
-    util.write_file(path, util.read_file("spec/fixtures/png_33x17.png"))
+    assert.same({ reads = 0, hits = 0, uploads = 0, streams = N, kept = 0 }, s)
+    local json = require("vidu.json")
+    local core = require("vidu.core")
+    local bodies = emu:requests{ method = "POST", path = "/ent/v2/img2video" }
+    assert.equal(N, #bodies)
+    for _, r in ipairs(bodies) do
+      local mime, bytes = core.parse_data_uri(json.decode(r.body).images[1])
+      assert.equal("image/png", mime)
+      assert.is_true(bytes == first, "a body's image differs from the file")
+    end
+    -- A changed file (another size) is checked again and sent as it is now.
+    local second = util.read_file("spec/fixtures/png_33x17.png")
+    util.write_file(path, second)
     assert(client:submit{ image = path, prompt = "changed", upload = false })
-    assert.equal(2, images.cache_stats(client).reads)
+    bodies = emu:requests{ method = "POST", path = "/ent/v2/img2video" }
+    local _, bytes = core.parse_data_uri(json.decode(bodies[#bodies].body).images[1])
+    assert.is_true(bytes == second, "the changed file was not sent")
+    assert.equal(0, images.cache_stats(client).reads)
   end)
 
   it("encodes the same bytes once for { data = ... } inputs", function()
@@ -124,8 +135,9 @@ describe("the per-client image cache", function()
 
   it("is per client", function()
     local a, b = client_for("vidu"), client_for("vidu")
-    assert(a:submit{ image = "spec/fixtures/png_640x360.png", prompt = "a", upload = false })
-    assert(b:submit{ image = "spec/fixtures/png_640x360.png", prompt = "b", upload = false })
+    local bytes = util.read_file("spec/fixtures/png_640x360.png")
+    assert(a:submit{ image = { data = bytes }, prompt = "a" })
+    assert(b:submit{ image = { data = bytes }, prompt = "b" })
     assert.equal(1, images.cache_stats(a).reads)
     assert.equal(1, images.cache_stats(b).reads)
   end)

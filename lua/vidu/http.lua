@@ -79,6 +79,29 @@ function Requester:counters()
     bodies_peak = self.bodies_peak }
 end
 
+-- Encodes a request body. Returns the JSON text; or, when the value holds streamed parts
+-- (tables with a `__json` hook, a `token` their JSON text carries once and the engine `part`
+-- that stands in its place: vidu.images.stream), nil and the engine's body_parts: the text
+-- around each token, with each part in its place. The engine then sends the file as it
+-- reads it, and no Lua string ever holds more than the JSON around it.
+local function encode_body(v)
+  local found = {}
+  local text = json.encode(v, found)
+  if #found == 0 then return text end
+  local parts, at = {}, 1
+  for _, s in ipairs(found) do
+    local i, j = text:find(s.token, at, true)
+    if not i or text:find(s.token, j + 1, true) then
+      error("vidu.http: the body holds a stream placeholder other than once: " .. s.token, 0)
+    end
+    parts[#parts + 1] = text:sub(at, i - 1)
+    parts[#parts + 1] = s.part
+    at = j + 1
+  end
+  parts[#parts + 1] = text:sub(at)
+  return nil, parts
+end
+
 -- The error message of a non-2xx answer when the driver cannot parse one: the body's own
 -- message field if it is JSON, else the start of the body.
 local function default_parse_error(resp)
@@ -238,13 +261,14 @@ function Requester:request(spec, deadline)
   if spec.headers then
     for k, v in pairs(spec.headers) do headers[k] = v end
   end
-  local body = spec.body
+  local body, body_parts = spec.body, nil
   -- spec.json: a table, encoded here; or a function returning the table, called (and its
   -- answer encoded) only once a connection slot is granted, so requests that queue for a
-  -- slot hold no body (see Requester:request).
+  -- slot hold no body (see Requester:request). Either may hold a streamed image (see
+  -- encode_body): the body then goes to the engine as parts.
   local make_json = type(spec.json) == "function" and spec.json or nil
   if spec.json ~= nil then
-    if not make_json then body = json.encode(spec.json) end
+    if not make_json then body, body_parts = encode_body(spec.json) end
     if headers["Content-Type"] == nil then headers["Content-Type"] = "application/json" end
   end
   if not spec.output and headers["Accept"] == nil then headers["Accept"] = "application/json" end
@@ -266,6 +290,7 @@ function Requester:request(spec, deadline)
   if timeout == nil then timeout = spec.output and self.download_timeout or self.timeout end
   local req = {
     method = method, url = url, headers = headers, body = body, body_file = spec.body_file,
+    body_parts = body_parts,
     output = spec.output, timeout = timeout,
     connect_timeout = spec.connect_timeout or self.connect_timeout,
     max_response = spec.max_response,
@@ -306,15 +331,16 @@ function Requester:request(spec, deadline)
     slots:acquire()
     if make_json then
       -- Made now, dropped once sent: a queued request holds no body.
-      req.body = json.encode(make_json())
+      req.body, req.body_parts = encode_body(make_json())
       self.bodies = self.bodies + 1
       if self.bodies > self.bodies_peak then self.bodies_peak = self.bodies end
     end
     self.requests = self.requests + 1
+    local from_file = req.body_file ~= nil or req.body_parts ~= nil
     local t0 = self.log and sched:time()
     local item = sched:transfer(req, on_tick and { on_tick = on_tick } or nil)
     if make_json then
-      req.body = nil
+      req.body, req.body_parts = nil, nil
       self.bodies = self.bodies - 1
     end
     slots:release()
@@ -346,6 +372,12 @@ function Requester:request(spec, deadline)
         return resp
       end
       err = self:_status_error(resp, parsed, idempotent)
+    elseif item.error == "file" and from_file and not req.output then
+      -- The request body could not be read (a file that vanished or changed size): the
+      -- request never went out whole, so nothing can have been made from it. Not retried:
+      -- the file is what needs fixing, and the message names it.
+      again = false
+      err = self:_transfer_error(item, method, url, false)
     else
       again, why = retry.should_retry(item, idempotent)
       err = self:_transfer_error(item, method, url, why == "uncertain")

@@ -44,6 +44,14 @@ end
 
 local function encode_table(t, out, depth)
   if depth > 100 then error("json: nesting deeper than 100 (a cycle?)", 0) end
+  local mt = getmetatable(t)
+  local hook = type(mt) == "table" and rawget(mt, "__json") or nil
+  if hook then
+    out[#out + 1] = hook(t)
+    local found = out.found
+    if found then found[#found + 1] = t end
+    return
+  end
   local n = array_length(t)
   if n then
     out[#out + 1] = "["
@@ -100,8 +108,11 @@ end
 
 --- Encodes a Lua value to a JSON string. Raises on values JSON cannot hold (functions,
 -- NaN, sparse arrays, non-string keys): those are programming mistakes.
-function json.encode(v)
-  local out = {}
+-- A table whose metatable has a `__json` function is written as the JSON text that function
+-- returns for it (as is, unchecked); with `found` (an array), each such table is appended to
+-- it in the order of the text (vidu.http uses this for bodies with a streamed image).
+function json.encode(v, found)
+  local out = { found = found }
   encode_value(v, out, 0)
   return table.concat(out)
 end

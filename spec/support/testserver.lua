@@ -19,7 +19,8 @@
 --   /close-mid-body        headers promising 100000 bytes, 1000 of them, then a reset
 --   /partial?n=N           headers promising N bytes, the first N/2 of them, then silence
 --   /empty-reply           closes the connection before any response byte
---   /redirect?to=URL       302 to URL;  /redirect-loop: 302 to itself, forever
+--   /redirect?to=URL[&status=S]  S (default 302) to URL; 307/308 keep the method and body
+--   /redirect-loop         302 to itself, forever
 --   /reset-once?key=K      the first request for K: read, then the connection reset; later
 --                          ones: 200. /count?key=K: how many requests /reset-once saw for K
 --   /echo                  the request body back; X-Body-Length, X-Method, X-Content-Type
@@ -114,7 +115,7 @@ end
 routes["/empty-reply"] = function(_, res) res:reset() end
 
 routes["/redirect"] = function(req, res)
-  res:send(302, { Location = req.params.to or "/status/200" }, "moved")
+  res:send(number_param(req, "status", 302), { Location = req.params.to or "/status/200" }, "moved")
 end
 
 routes["/redirect-loop"] = function(_, res)

@@ -238,7 +238,7 @@ end
 --- Submits to the queue: POST {base}/{model}[?fal_webhook=], headers for priority, start
 -- timeout and runner hint.
 function fal.submit(client, p)
-  local image, ierr = images.materialize(client, "fal", p.image, fal.upload)
+  local image, ierr = images.field(client, "fal", p.image, fal.upload)
   if not image then return nil, ierr end
   local body = { prompt = p.prompt, image_url = image }
   if p.seed ~= nil then body.seed = p.seed end

@@ -162,11 +162,11 @@ function vidu_api.new(cfg)
     driver.upload = upload
   end
 
-  --- Sends the create request: uploads or inlines the image first. A task created and
-  -- failed at once (ComfyUI treats this as an immediate error) exists and is reported as
-  -- failed, with its id.
+  --- Sends the create request: uploads or inlines the image first (a local file inline is
+  -- streamed: images.field). A task created and failed at once (ComfyUI treats this as an
+  -- immediate error) exists and is reported as failed, with its id.
   function driver.submit(client, p)
-    local image, ierr = images.materialize(client, name, p.image, upload)
+    local image, ierr = images.field(client, name, p.image, upload)
     if not image then return nil, ierr end
     local body = { model = p.model, images = { image } }
     for _, k in ipairs(BODY_FIELDS) do

@@ -147,7 +147,7 @@ end
 
 --- Submits: POST /model/v1/generation with {"model":..., "input":[{"params":{...}}]}.
 function vtrix.submit(client, p)
-  local image, ierr = images.materialize(client, "vtrix", p.image, nil)
+  local image, ierr = images.field(client, "vtrix", p.image, nil)
   if not image then return nil, ierr end
   local params = { images = { image } }
   for _, k in ipairs(PARAMS) do

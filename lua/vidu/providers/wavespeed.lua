@@ -152,7 +152,7 @@ end
 --- Submits: POST /api/v3/{model}[?webhook=], flat body; with sync = true the answer may
 -- already hold the video.
 function wavespeed.submit(client, p)
-  local image, ierr = images.materialize(client, "wavespeed", p.image, wavespeed.upload)
+  local image, ierr = images.field(client, "wavespeed", p.image, wavespeed.upload)
   if not image then return nil, ierr end
   local body = { image = image, prompt = p.prompt }
   for _, k in ipairs({ "duration", "movement_amplitude", "seed" }) do
