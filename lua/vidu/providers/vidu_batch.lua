@@ -9,7 +9,8 @@
 -- with the driver's pure `read` and handed back to Task:refresh, which applies it: this
 -- module changes no task. Never lose a task, never stall a wait:
 --   * a task missing from the answer, or whose entry has no state (the page does not confirm
---     that entries carry one), is polled on its own GET at once;
+--     that entries carry one), is polled on its own GET at once; an answer none of whose
+--     entries has a state turns batching off for the client;
 --   * a list that answers 404, 405, 400 or 501, or a 2xx that is not { tasks = [...] },
 --     turns batching off for the client for good (the server has no such list): every poll
 --     then goes on its own, this one too;
@@ -106,16 +107,24 @@ function Batcher:_send(b)
       return
     end
     self.failures = 0
+    local ours, stated = 0, 0
     for i = 1, #list do
       local e = tab(list[i])
       local id = e and (common.id(e.id) or common.id(e.task_id))
-      if id and b.tasks[id] and common.str(e.state) then
-        local obs = self.read(e)
+      if id and b.tasks[id] then
+        ours = ours + 1
+        local obs = common.str(e.state) and self.read(e)
         if obs then
+          stated = stated + 1
           b.results[id] = obs
           self.answered = self.answered + 1
         end
       end
+    end
+    if ours > 0 and stated == 0 then
+      -- Entries without a state cannot stand for a poll: every one would be polled again.
+      self:_disable("lists tasks without their state")
+      return
     end
     token = common.str(j.next_page_token)
     if not token or pages >= MAX_PAGES or #list == 0 then return end

@@ -315,8 +315,9 @@ function M.make(opts)
   -- carries state, err_code and credits as GET .../creations does is not confirmed: here it
   -- does (config vidu_tasks_list = "no_state" leaves state and err_code out, "absent"
   -- answers 404 as a server without the route would). Only the caller's key's tasks are
-  -- listed; an id that is not one of them is left out, not an error. A listed task named in
-  -- task_ids counts as a poll of it (progress "polls").
+  -- listed; an id that is not one of them is left out, not an error. A task named in
+  -- task_ids and answered counts as a poll of it (progress "polls"; the states[] filter
+  -- looks at the stage before that poll).
   local DEFAULT_PAGESZ = 20 -- not documented; the emulator's reading
   local function multi_query(q)
     local t = {}
@@ -401,11 +402,13 @@ function M.make(opts)
     local out, matched = json.array(), 0
     local more = false
     for _, t in ipairs(list) do
-      local stage = named and app.tasks:poll(t) or app.tasks:observe(t)
+      local stage = app.tasks:observe(t)
       if not states or states[M.state(app, stage)] then
         matched = matched + 1
         if matched > offset then
           if #out >= pagesz then more = true break end
+          -- A task named and answered is polled, as GET .../creations polls it.
+          if named then stage = app.tasks:poll(t) end
           out[#out + 1] = list_entry(app, t, stage)
         end
       end
