@@ -165,7 +165,7 @@ describe("batched polls", function()
     end
     assert.is_true(polls >= 3 * N, "list entries " .. polls)
     assert.are.equal(0, #singles())
-    assert.is_true(#got <= N, #got .. " list requests for " .. N .. " tasks")
+    assert.is_true(#got * 5 <= N, #got .. " list requests for " .. N .. " tasks")
     print(string.format("\nbatched polls: %d tasks, %d list requests answering %d polls", N, #got, polls))
   end)
 
