@@ -131,12 +131,16 @@ function Batcher:_send(b)
   end
 end
 
--- The life of one batch: open for `window` (or until full), then sent; its waiters wake.
+-- The life of one batch: open for `window` (or until full), then sent; its waiters wake,
+-- whatever went wrong (they then poll on their own).
 function Batcher:_run(b)
   local sched = self.client.scheduler
   if not b.full then sched:sleep(self.window, b.go) end
   if self.open == b then self.open = nil end
-  if not self.off then self:_send(b) end
+  if not self.off then
+    local ok, err = sched:pcall(self._send, self, b)
+    if not ok then self:_disable("raised " .. tostring(err)) end
+  end
   sched:signal(b.done)
 end
 
