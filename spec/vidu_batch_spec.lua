@@ -240,6 +240,25 @@ describe("batched polls", function()
     assert.is_true(#got > 2)
   end)
 
+  it("follows next_page_token when the server answers a smaller page", function()
+    -- The first answer is a page of someone else's task with a token to the page of ours.
+    emu:fault{ method = "GET", path = LIST, kind = "status", status = 200, times = 1,
+      body = '{"tasks":[{"id":"1","state":"success"}],"next_page_token":"o0"}' }
+    local c = client_for()
+    local tasks, errs = submit_and_wait(c, 10)
+    assert.are.same({}, errs)
+    assert_all_right(tasks, 10)
+    local got = lists()
+    assert.is_nil(got[1].query:find("page_token", 1, true))
+    local follow
+    for _, r in ipairs(got) do
+      if r.query:find("pager.page_token=o0", 1, true) then follow = follow or r end
+    end
+    assert.is_table(follow)
+    assert.are.same(ids_of(got[1]), ids_of(follow))
+    assert.are.equal(0, #singles())
+  end)
+
   it("an answer that is not the list turns batching off; the tasks finish", function()
     emu:fault{ method = "GET", path = LIST, kind = "status", status = 200, times = 1,
       body = "<html>gateway</html>", headers = { ["Content-Type"] = "text/html" } }
