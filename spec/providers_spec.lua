@@ -14,7 +14,8 @@ local KEY = "test-key-0123456789"
 -- Per provider: the submit path, a pattern for the poll path, whether it can cancel.
 local P = {
   fal = { submit = "/fal-ai/vidu/q1/image-to-video", poll = "^/fal%-ai/vidu/requests/[^/]+/status$", cancel = true },
-  vidu = { submit = "/ent/v2/img2video", poll = "^/ent/v2/tasks/[^/]+/creations$", cancel = true },
+  -- Vidu's polls: a task's creations, or the task list that batches them (GET /ent/v2/tasks).
+  vidu = { submit = "/ent/v2/img2video", poll = "^/ent/v2/tasks", cancel = true },
   relay = { submit = "/vidu/v2/img2video", poll = "^/vidu/v2/tasks/[^/]+/creations$", cancel = false },
   wavespeed = { submit = "/api/v3/vidu/image-to-video-2.0", poll = "^/api/v3/predictions/[^/]+/result$", cancel = false },
   vtrix = { submit = "/model/v1/generation", poll = "^/model/v1/generation/task/[^/]+$", cancel = false },

@@ -358,7 +358,8 @@ describe("against the emulator", function()
   it("logs each request, retry and state change through the log option, never the key", function()
     local lines = {}
     local c = client_for("vidu", { log = function(level, line) lines[#lines + 1] = level .. " " .. line end })
-    emu:fault{ method = "GET", match = "/creations$", kind = "status", status = 503, times = 1 }
+    -- On the first poll: a task's creations or the task list that batches polls.
+    emu:fault{ method = "GET", match = "^/ent/v2/tasks", kind = "status", status = 503, times = 1 }
     local task = assert(c:submit{ image = IMAGE, payload = "echo " .. KEY })
     assert.is_true((task:wait{ timeout = 30 }))
     assert.is_true((task:download(dir .. "/logged.mp4")))
@@ -474,7 +475,8 @@ describe("callbacks against the emulator", function()
     end)
     assert.are.equal(0, rejected)
     for _, t in ipairs(tasks) do assert.are.equal("succeeded", t.status) end
-    local polls = #emu:requests{ method = "GET", match = "/creations$" }
+    -- Polls: a task's creations, or the task list that batches them.
+    local polls = #emu:requests{ method = "GET", match = "^/ent/v2/tasks" }
     local posts = #emu:requests{ method = "POST", path = "/ent/v2/img2video" }
     assert.are.equal(0, polls)
     assert.are.equal(100, posts)

@@ -484,7 +484,8 @@ describe("task against the emulator (vidu driver)", function()
 
   it("a 503 on submit is re-sent; a 503 on a poll is retried", function()
     emu:fault{ method = "POST", path = SUBMIT, kind = "status", status = 503, times = 1 }
-    emu:fault{ method = "GET", match = "/creations$", kind = "status", status = 503, times = 2 }
+    -- Polls: a task's creations or the task list that batches them.
+    emu:fault{ method = "GET", match = "^/ent/v2/tasks", kind = "status", status = 503, times = 2 }
     local task = assert(client:submit{ image = IMAGE, prompt = "wave", model = "viduq1" })
     assert(task:wait{ timeout = 20 })
     assert.are.equal(2, #emu:requests{ method = "POST", path = SUBMIT })
@@ -492,10 +493,10 @@ describe("task against the emulator (vidu driver)", function()
 
   it("429 with Retry-After on a poll: the retry comes no earlier than asked", function()
     local task = assert(client:submit{ image = IMAGE, prompt = "wave", model = "viduq1" })
-    emu:fault{ method = "GET", match = "/creations$", kind = "status", status = 429,
+    emu:fault{ method = "GET", match = "^/ent/v2/tasks", kind = "status", status = 429,
       retry_after = "1", times = 1 }
     assert(task:wait{ timeout = 20 })
-    local polls = emu:requests{ method = "GET", match = "/creations$" }
+    local polls = emu:requests{ method = "GET", match = "^/ent/v2/tasks" }
     assert.is_true(#polls >= 2)
     assert.is_true(polls[2].time - polls[1].time >= 1.0)
   end)

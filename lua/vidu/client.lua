@@ -312,6 +312,12 @@ function Client:_within(deadline, fn, ...)
   return a, b, c
 end
 
+-- The deadline of the call in progress in this coroutine (see Client:_within), or nil: for a
+-- driver that waits on something other than a request of its own (vidu's batched polls).
+function Client:_deadline()
+  return self._deadlines[coroutine.running() or MAIN]
+end
+
 -- opts of submit and task: a table with on_event (a function), or nil.
 local function check_opts(opts, where, allowed)
   if opts == nil then return {} end

@@ -47,7 +47,8 @@ M.NOT_PROCESSED = { ["429"] = true, ["503"] = true, reset_before = true, html_50
 M.ROUTES = {
   fal = { submit = "^/fal%-ai/vidu/.*image%-to%-video$", poll = "^/fal%-ai/vidu/requests/[^/]+/status$",
     result = "^/fal%-ai/vidu/requests/[^/]+$" },
-  vidu = { submit = "^/ent/v2/img2video$", poll = "^/ent/v2/tasks/[^/]+/creations$" },
+  -- Vidu's polls: a task's creations, or the task list that batches them (GET /ent/v2/tasks).
+  vidu = { submit = "^/ent/v2/img2video$", poll = "^/ent/v2/tasks" },
   relay = { submit = "^/vidu/v2/img2video$", poll = "^/vidu/v2/tasks/[^/]+/creations$" },
   wavespeed = { submit = "^/api/v3/vidu/image%-to%-video", poll = "^/api/v3/predictions/" },
   vtrix = { submit = "^/model/v1/generation$", poll = "^/model/v1/generation/task/" },

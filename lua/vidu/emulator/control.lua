@@ -11,7 +11,7 @@
 -- Config keys for webhook tests (webhook.lua): webhook_bad_signature, webhook_stale (s),
 -- webhook_duplicate, webhook_out_of_order. Readings of the providers where their sources
 -- differ (checked by check_knobs; defaults in init.lua): vidu_cancel_state,
--- vidu_max_image_bytes, vidu_upload_refuse_at, media_ttl, fal_retryable_header,
+-- vidu_max_image_bytes, vidu_upload_refuse_at, vidu_tasks_list, media_ttl, fal_retryable_header,
 -- fal_min_start_timeout, fal_start_timeout_type, vtrix_string_codes.
 --   GET  /_emulator/health
 if jit then jit.off(true, true) end -- LuaJIT runs this module interpreted (see vidu/init.lua)
@@ -75,6 +75,7 @@ local FLAGS = { "webhook_bad_signature", "webhook_duplicate", "webhook_out_of_or
 local CHOICES = {
   vidu_cancel_state = { "failed", "canceled" },                  -- providers/vidu.lua M.state
   vidu_upload_refuse_at = { "finish", "put", "submit" },         -- providers/vidu.lua, finish
+  vidu_tasks_list = { "on", "no_state", "absent" },              -- providers/vidu.lua, list
   fal_retryable_header = { "omit", "false", "true" },            -- providers/fal.lua, result
   fal_start_timeout_type = { "request_timeout", "startup_timeout" }, -- providers/fal.lua
 }

@@ -49,6 +49,7 @@ M.DEFAULTS = {
   vidu_cancel_state = "failed",      -- a canceled Vidu task's state: "failed" | "canceled"
   vidu_max_image_bytes = 10000000,   -- Vidu takes images under this many bytes
   vidu_upload_refuse_at = "finish",  -- where an upload that is too large is refused
+  vidu_tasks_list = "on",            -- GET /ent/v2/tasks: "on" | "no_state" | "absent" (404)
   fal_retryable_header = "omit",     -- X-Fal-Retryable on failed results: "omit"|"false"|"true"
   fal_min_start_timeout = 0.1,       -- X-Fal-Request-Timeout must be above this
   fal_start_timeout_type = "request_timeout", -- error_type of an expired start timeout

@@ -11,6 +11,7 @@ local url = require("vidu.url")
 local fields = require("vidu.providers.fields")
 local models = require("vidu.providers.vidu_models")
 local common = require("vidu.providers.common")
+local batch = require("vidu.providers.vidu_batch")
 
 local str, tab, first = common.str, common.tab, common.first
 local MB = 1000 * 1000
@@ -102,8 +103,8 @@ function vidu_api.read_callback(j)
 end
 
 --- Builds a driver. cfg: name (in the registry), auth_scheme ("Token"|"Bearer"), prefix
--- ("/ent/v2"), upload_prefix ("/tools/v2" or nil), can_cancel, except (body fields the
--- provider does not take).
+-- ("/ent/v2"), upload_prefix ("/tools/v2" or nil), can_cancel, list (the provider has the
+-- task list GET {prefix}/tasks), except (body fields the provider does not take).
 function vidu_api.new(cfg)
   local name, prefix = cfg.name, cfg.prefix
   local driver = common.driver(name)
@@ -192,12 +193,38 @@ function vidu_api.new(cfg)
     return { id = id, model = str(j.model) or p.model }, obs
   end
 
-  --- Reads the task's state and creations.
-  function driver.poll(client, task)
+  -- Reads one task's state and creations.
+  local function poll_one(client, task)
     return common.poll_json(client, task, {
       method = "GET", path = prefix .. "/tasks/" .. url.encode(task.id) .. "/creations",
       idempotent = true,
     }, vidu_api.read)
+  end
+
+  if cfg.list then
+    -- Vidu's task list (GET {prefix}/tasks?task_ids[]=...): the polls of a client's tasks that
+    -- fall due close together go out as one request (vidu.providers.vidu_batch). Client
+    -- options: batch_polls = false polls each task on its own; batch_window (s, default
+    -- 0.05) is how long a batch waits for more polls to join.
+    driver.options = { batch_polls = "boolean", batch_window = "number" }
+    function driver.init(client, opts)
+      local w = opts.batch_window
+      if w ~= nil and (w ~= w or w < 0 or w > 1) then
+        error("vidu.client: option batch_window must be a number of seconds in 0..1", 4)
+      end
+      if opts.batch_polls ~= false then
+        client._batch = batch.new(client, { path = prefix .. "/tasks", read = vidu_api.read,
+          single = poll_one, window = w })
+      end
+    end
+  end
+
+  --- Reads the task's state and creations: through the client's batch of polls when it has
+  -- one, else on its own.
+  function driver.poll(client, task)
+    local b = client._batch
+    if b then return b:poll(task) end
+    return poll_one(client, task)
   end
 
   if cfg.can_cancel then

@@ -7,6 +7,7 @@ local util = require("vidu.emulator.util")
 local image = require("vidu.emulator.image")
 local sign = require("vidu.emulator.sign")
 local uploads = require("vidu.emulator.uploads")
+local http = require("vidu.emulator.http")
 
 local M = {}
 
@@ -93,7 +94,8 @@ local function durations_text(rule)
 end
 
 --- Build a provider table. opts: name, base ("/ent/v2" or "/vidu/v2"), scheme ("Token"|"Bearer"),
--- rules, cancel (bool), uploads (bool), auth_style ("vidu"|"newapi").
+-- rules, cancel (bool), uploads (bool), list (bool: GET {base}/tasks), auth_style
+-- ("vidu"|"newapi").
 function M.make(opts)
   local P = { name = opts.name }
   P.prefixes = opts.prefixes
@@ -305,6 +307,116 @@ function M.make(opts)
     return app:json(res, 200, creations_body(app, task, stage))
   end
 
+  -- GET {base}/tasks: many tasks in one answer (platform.vidu.com/docs/tasks-list). Filters
+  -- task_ids[] and states[] (repeated keys; "task_ids" without the brackets is taken too),
+  -- paging pager.pagesz (<= 100; the page spells it "paper.pagesz" once, taken too) and
+  -- pager.page_token (here an opaque offset), answer { next_page_token, tasks }. The page
+  -- shows each entry's id, model, prompt, duration, resolution and creations; that an entry
+  -- carries state, err_code and credits as GET .../creations does is not confirmed: here it
+  -- does (config vidu_tasks_list = "no_state" leaves state and err_code out, "absent"
+  -- answers 404 as a server without the route would). Only the caller's key's tasks are
+  -- listed; an id that is not one of them is left out, not an error. A task named in
+  -- task_ids and answered counts as a poll of it (progress "polls"; the states[] filter
+  -- looks at the stage before that poll).
+  local DEFAULT_PAGESZ = 20 -- not documented; the emulator's reading
+  local function multi_query(q)
+    local t = {}
+    for pair in (q or ""):gmatch("[^&]+") do
+      local k, v = pair:match("^([^=]*)=(.*)$")
+      if not k then k, v = pair, "" end
+      k, v = http.unescape(k), http.unescape(v)
+      k = k:gsub("%[%]$", "")
+      local list = t[k]
+      if not list then list = {} t[k] = list end
+      list[#list + 1] = v
+    end
+    return t
+  end
+
+  local function list_entry(app, task, stage)
+    local e = creations_body(app, task, stage)
+    local input = task.input
+    e.model, e.prompt, e.duration, e.resolution = input.model, input.prompt, input.duration,
+      input.resolution
+    e.type, e.created_at = "img2video", util.iso_time(task.created_wall)
+    local c = e.creations[1]
+    if c then
+      local w, h = 1920, 1080
+      if input.resolution == "720p" then w, h = 1280, 720 elseif input.resolution == "360p" then
+        w, h = 640, 360 elseif input.resolution == "540p" then w, h = 960, 540 end
+      c.video = { duration = input.duration, fps = 24, resolution = { width = w, height = h } }
+    end
+    if app.config.vidu_tasks_list == "no_state" then e.state, e.err_code = nil, nil end
+    return e
+  end
+
+  local function list_tasks(app, req, res)
+    if app.config.vidu_tasks_list == "absent" then
+      return app:error_answer(res, req.path, 404, "not found: " .. req.path)
+    end
+    local key = authorize(app, req, res)
+    if not key then return end
+    local q = multi_query(req.query)
+    local function one(name, alt)
+      local v = q[name] or (alt and q[alt])
+      return v and v[1]
+    end
+    local pagesz = DEFAULT_PAGESZ
+    local raw = one("pager.pagesz", "paper.pagesz")
+    if raw ~= nil then
+      pagesz = util.as_int(raw, true)
+      if not pagesz then
+        return fail(app, res, 400, "FieldInvalid", "pager.pagesz must be an integer")
+      end
+      if pagesz < 1 or pagesz > 100 then
+        return fail(app, res, 400, "PageSizeOutOfRange", "pager.pagesz must be 1..100")
+      end
+    end
+    local offset = 0
+    local token = one("pager.page_token")
+    if token and token ~= "" then
+      offset = tonumber(token:match("^o(%d+)$") or "")
+      if not offset then return fail(app, res, 400, "FieldInvalid", "pager.page_token is invalid") end
+    end
+    local states
+    if q.states then
+      states = {}
+      for _, s in ipairs(q.states) do states[s] = true end
+    end
+    -- The candidates: the ids asked for, in the order asked (each once), or all of the key's
+    -- tasks newest first.
+    local list, named = {}, q.task_ids ~= nil
+    if named then
+      local seen = {}
+      for _, id in ipairs(q.task_ids) do
+        local t = not seen[id] and app.tasks:owned(id, P.name, key)
+        seen[id] = true
+        if t then list[#list + 1] = t end
+      end
+    else
+      for _, t in pairs(app.tasks.by_id) do
+        if t.provider == P.name and t.key == key then list[#list + 1] = t end
+      end
+      table.sort(list, function(a, b) return a.seq > b.seq end)
+    end
+    local out, matched = json.array(), 0
+    local more = false
+    for _, t in ipairs(list) do
+      local stage = app.tasks:observe(t)
+      if not states or states[M.state(app, stage)] then
+        matched = matched + 1
+        if matched > offset then
+          if #out >= pagesz then more = true break end
+          -- A task named and answered is polled, as GET .../creations polls it.
+          if named then stage = app.tasks:poll(t) end
+          out[#out + 1] = list_entry(app, t, stage)
+        end
+      end
+    end
+    return app:json(res, 200, { tasks = out,
+      next_page_token = more and ("o" .. (offset + pagesz)) or "" })
+  end
+
   local function cancel(app, req, res, id)
     local task = find_task(app, req, res, id)
     if not task then return end
@@ -363,6 +475,9 @@ function M.make(opts)
     r:add("GET", base .. "/tasks/{}/creations", function(req, res, id)
       return creations(app, req, res, id)
     end)
+    if opts.list then
+      r:add("GET", base .. "/tasks", function(req, res) return list_tasks(app, req, res) end)
+    end
     if opts.cancel then
       r:add("POST", base .. "/tasks/{}/cancel", function(req, res, id) return cancel(app, req, res, id) end)
     end
@@ -413,7 +528,7 @@ function M.make(opts)
 end
 
 local P = M.make{ name = "vidu", base = "/ent/v2", scheme = "Token", rules = models.vidu, cancel = true,
-  uploads = true, prompt_max = 1500, auth_style = "vidu", prefixes = { "/ent/", "/tools/" } }
+  uploads = true, list = true, prompt_max = 1500, auth_style = "vidu", prefixes = { "/ent/", "/tools/" } }
 -- The relay builds its own flavour from these.
 P.make, P.models, P.image_limit = M.make, models, M.image_limit
 return P
