@@ -96,6 +96,7 @@ build = {
     ["vidu.providers.relay"] = "lua/vidu/providers/relay.lua",
     ["vidu.providers.vidu"] = "lua/vidu/providers/vidu.lua",
     ["vidu.providers.vidu_api"] = "lua/vidu/providers/vidu_api.lua",
+    ["vidu.providers.vidu_batch"] = "lua/vidu/providers/vidu_batch.lua",
     ["vidu.providers.vidu_models"] = "lua/vidu/providers/vidu_models.lua",
     ["vidu.providers.vtrix"] = "lua/vidu/providers/vtrix.lua",
     ["vidu.providers.wavespeed"] = "lua/vidu/providers/wavespeed.lua",
