@@ -161,6 +161,34 @@ describe("vidu.pace", function()
     assert.is_true(late2)
   end)
 
+  it("the front of a batch looks again within 40% of its age, however few have finished", function()
+    local alive = {}
+    for i = 1, 999 do alive[i] = 8 end
+    local t = Pace.build({ 8 }, 1, alive)
+    local d = Pace.plan(t, 8, 8, NO_JITTER)
+    assert.is_true(d > 0.5 and d <= 0.4 * 8 + 1e-9, d)
+  end)
+
+  it("a plan made again later never pushes the next poll out", function()
+    local t = Pace.build(lognormal(64, 30, 0.5), 1, {})
+    for _, seen in ipairs{ 20, 30, 45, 80 } do
+      local first = seen + Pace.plan(t, seen, seen, NO_JITTER)
+      for age = seen, first, 0.25 do
+        local at = age + Pace.plan(t, seen, age, NO_JITTER)
+        assert.is_true(at <= first + 1e-9, string.format("seen %g: at %g, then %g", seen, first, at))
+      end
+    end
+  end)
+
+  it("learns the middle between the last poll seen running and the one seen finished", function()
+    local p = pace_with(0.5)
+    local ticket = p:ticket("k", 0)
+    p:polled(ticket, 8)
+    p:finish(ticket, 10, true)
+    assert.are.same({ 9 }, p.kinds.k.samples)
+    assert.are.equal(10, p.kinds.k.min) -- the age by which such a task was surely done
+  end)
+
   it("keeps kinds apart: each task plans from its own kind's durations", function()
     local s = scheduler.new()
     local p = pace_with(0.5, s)
@@ -225,14 +253,20 @@ describe("vidu.pace", function()
     assert.is_false(p:event(other).fired) -- another kind sleeps on
   end)
 
-  it("does not wake sleepers when a duration is not shorter than the shortest", function()
+  it("wakes sleepers again only on a shorter duration or when the count doubles", function()
     local p = Pace.new(scheduler.new())
     p:finish(p:ticket("k", 0), 5, true)
+    p:finish(p:ticket("k", 0), 6, true) -- the second: doubled
     local ticket = p:ticket("k", 0)
     local ev = p:event(ticket)
-    p:finish(p:ticket("k", 0), 6, true)
+    p:finish(p:ticket("k", 0), 7, true) -- the third, not shorter: sleep on
     assert.are.equal(ev, p:event(ticket))
     assert.is_false(ev.fired)
+    p:finish(p:ticket("k", 0), 8, true) -- the fourth: doubled
+    assert.is_true(ev.fired)
+    ev = p:event(ticket)
+    p:finish(p:ticket("k", 0), 4, true) -- shorter
+    assert.is_true(ev.fired)
   end)
 
   it("the first finish of a kind tells a task last seen before that age to look now", function()

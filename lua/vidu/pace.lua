@@ -9,33 +9,41 @@
 -- learns from every task of the client. At most 32 kinds are kept (the least recently used
 -- goes first).
 --
--- What is learned. The age at which each task this process submitted was seen succeeded (a
--- reservoir of 64 per kind: once 1,024 have been seen, each new one replaces a random kept one
--- with probability 1/16, so the sample follows a drifting queue). Failures teach nothing: a
--- moderation refusal after 2 s says nothing about how long a video takes. Tasks still waiting
--- count too: each one was seen running at some age (its last poll), which says that its
--- duration is longer (a censored observation, as in Kaplan-Meier). Without them the first
--- finishes of a batch, which are its shortest, would look like the whole distribution.
+-- What is learned. When a task this process submitted is seen succeeded, the middle between
+-- its last poll seen running and that poll (its finish lies between them; the poll's own age
+-- would heap every finish onto the polls that saw them). A reservoir of 64 per kind: once
+-- 1,024 have been seen, each new one replaces a random kept one with probability 1/16, so the
+-- sample follows a drifting queue. Failures teach nothing: a moderation refusal after 2 s says
+-- nothing about how long a video takes. Tasks still waiting count too: each was seen running
+-- at some age (its last poll), so its duration is longer (a censored observation, as in
+-- Kaplan-Meier). Without them the first finishes of a batch, its shortest, would look like
+-- the whole distribution.
 --
 -- The schedule (Pace.build, Pace.plan: pure functions of the samples, the waiting tasks'
 -- ages, the task's age and a random source). From the samples and the waiting tasks the pace
 -- estimates the hazard h(a): the chance per second that a task still running at age a
 -- finishes now (finishes / time at risk, in a window of ages as wide as the samples' spread
 -- suggests). A poll costs one request; a finish noticed g seconds late costs g seconds. Gaps
--- of SPACING / sqrt(h) minimise requests + delay for that exchange rate, so the next poll of
--- a task last seen running at age s is at the age t where the integral of sqrt(h) from s to t
--- reaches SPACING: before the earliest likely finish h is 0 and the task sleeps (past the
--- schedule's longest gap once TRUST samples say so); where finishes are dense the gaps shrink,
--- never below MIN_GAP. Past the ages the pace knows, the hazard at the edge of what it knows
--- carries on (the front of a batch), and past the Q_HIGH quantile of the learned durations a
--- task is overdue: it looks again after a short gap (OVERDUE_SHARE of the median, at least
--- MIN_GAP) growing by the schedule's factor with each overdue poll, never beyond the
--- schedule's longest gap. Every delay carries +-20% jitter, so a burst of tasks does not poll
--- in lockstep.
+-- proportional to 1 / sqrt(h) minimise requests + delay for a given exchange rate, so the next
+-- poll of a task last seen running at age s is at the age t where the integral of sqrt(h)
+-- from s reaches the spacing (SPACING for a kind whose median is SCALE seconds, in proportion
+-- to the square root of the median otherwise: about the same number of polls per task at any
+-- time scale). Before the earliest likely finish h is 0 and the task sleeps (past the
+-- schedule's longest gap once TRUST samples say where that is); where finishes are dense the
+-- gaps shrink, never below MIN_GAP; otherwise no gap is longer than the schedule's longest.
+-- Past the oldest age the pace has seen, the hazard at that edge carries on, but the front of
+-- a batch looks at least every FRONT of its age (its first few finishes say little about the
+-- rest). Past the Q_HIGH quantile a task is overdue: it looks again after a short gap
+-- (OVERDUE_SHARE of the median, at least MIN_GAP) growing by the schedule's factor with each
+-- overdue poll, never beyond the schedule's longest gap. Each delay carries +-20% jitter, so a
+-- burst of tasks does not poll in lockstep, and counts from the task's last poll, so a plan
+-- made again never pushes the next poll further out.
 --
--- Waking. When a kind learns its first duration, or one shorter than any before, its event
--- fires and every task of that kind asleep on it plans again: the first task of a batch to
--- finish tells the others to look.
+-- Waking. When a kind learns its first duration, one shorter than any before, or its count of
+-- durations doubles, its event fires and every task of that kind asleep on it plans again. A
+-- task last seen running before the shortest duration and now past it looks at once: the
+-- first task of a batch to finish tells the others to look (with fixed durations, each learns
+-- of its finish within a fraction of a second).
 if jit then jit.off(true, true) end -- LuaJIT runs this module interpreted (see vidu/init.lua)
 -- luacheck: ignore 212/self
 local Pace = {}
@@ -60,6 +68,7 @@ local BINS = 200
 local MIN_WIDTH = 0.25
 -- Past the oldest age seen, the hazard is taken over the ages back to this many finishes.
 local EDGE_EVENTS = 3
+local FRONT = 0.4
 -- A kind's hazard table is rebuilt at most this often (s) once it has 8 samples; sooner
 -- than that, each new sample rebuilds it.
 local REBUILD = 0.25
@@ -185,25 +194,35 @@ end
 function Pace.plan(t, seen, age, opts)
   local random, max = opts.random or math.random, opts.max or 15
   local function jitter(d) return d * (1 + JITTER * (2 * random() - 1)) end
+  -- The first finish of a kind, or one sooner than any before, tells a task last seen
+  -- running before that age to look now: a batch of the same kind takes about the same time.
+  if seen < t.min and age >= t.min then return 0, false end
+  -- Every delay is counted from the last poll (`seen`), so that plans made again on a wake
+  -- never push the next poll further out.
+  local function from_seen(at, cap)
+    if at > seen + cap then at = seen + cap end
+    if at < seen + MIN_GAP then at = seen + MIN_GAP end
+    return at > age and at - age or 0
+  end
   if Pace.survival(t, age) < 1 - Q_HIGH then
     local short = OVERDUE_SHARE * t.median
     if short < MIN_GAP then short = MIN_GAP end
     short = short * (opts.factor or 1.5) ^ (opts.overdue or 0)
     if short > max then short = max end
-    return jitter(short), true
+    return from_seen(seen + jitter(short), max), true
   end
-  -- The first finish of a kind, or one sooner than any before, tells a task last seen
-  -- running before that age to look now: a batch of the same kind takes about the same time.
-  if seen < t.min and age >= t.min then return 0, false end
   -- Walk the bins from `seen` until the integral of sqrt(h) reaches the spacing.
   local width, x, acc, spacing = t.width, seen, 0, t.spacing
   local b = math.floor(x / width) + 1
   local at
   while true do
     if b > t.edge then
-      -- Past what the pace knows: the hazard at its edge carries on.
+      -- Past what the pace knows: the hazard at its edge carries on, but the front of a batch
+      -- still looks at least every FRONT of its age (few finishes say little about the next).
       local he = t.beyond
       at = he > 0 and x + (spacing - acc) / math.sqrt(he) or math.huge
+      local front = x * (1 + FRONT)
+      if front < at then at = front end
       break
     end
     local r = math.sqrt(t.h[b])
@@ -214,20 +233,17 @@ function Pace.plan(t, seen, age, opts)
     end
     acc = acc + r * (stop - x)
     x, b = stop, b + 1
-    if x - age > max and (acc > 0 or age >= t.first or t.n < TRUST) then
+    if x - seen > max and (acc > 0 or seen >= t.first or t.n < TRUST) then
       at = x
       break
     end
   end
-  -- Before the likely range (once enough durations say where it starts), sleep to it.
+  -- No gap beyond the schedule's longest, but before the likely range (once enough
+  -- durations say where it starts): then one sleep to it.
   local cap = max
-  if t.n >= TRUST and age < t.first then cap = t.first - age + max end
-  local delay = at - age
-  if delay > cap then delay = cap end
-  if delay < 0 then delay = 0 end
-  delay = jitter(delay)
-  if age + delay < seen + MIN_GAP then delay = seen + MIN_GAP - age end
-  return delay, false
+  if t.n >= TRUST and seen < t.first then cap = t.first - seen + max end
+  if at > age then at = age + jitter(at - age) end
+  return from_seen(at, cap), false
 end
 
 --- A pace for one client: scheduler gives the clock and the events; random is a function
@@ -297,6 +313,7 @@ function Pace:_table(k, now)
     local alive = {}
     for ticket in pairs(k.tickets) do alive[#alive + 1] = ticket.seen end
     k.table = Pace.build(k.samples, k.seen / (#k.samples > 0 and #k.samples or 1), alive)
+    if k.table then k.table.min = k.min end
     k.built, k.dirty = now, false
   end
   return k.table
@@ -319,7 +336,7 @@ function Pace:overdue(ticket, now)
   return t ~= nil and Pace.survival(t, now - ticket.started) < 1 - Q_HIGH
 end
 
-local function add(self, k, age)
+local function add(self, k, age, done)
   k.seen = k.seen + 1
   if k.seen > SEEN_CAP then k.seen = SEEN_CAP end
   local s = k.samples
@@ -330,8 +347,12 @@ local function add(self, k, age)
     if j <= SAMPLES then s[j] = age end
   end
   k.dirty = true
-  if not k.min or age < k.min then
-    k.min = age
+  -- Wake the kind's sleepers on its first duration, on one shorter than any before, and each
+  -- time what it has learned doubles: plans made on little knowledge are made again.
+  local n = k.seen
+  if not k.min or done < k.min or (n < SEEN_CAP and n >= 2 and n % 2 == 0 and
+      2 ^ math.floor(math.log(n) / math.log(2) + 1e-9) == n) then
+    if not k.min or done < k.min then k.min = done end
     local ev = k.event
     k.event = self.scheduler:event()
     self.scheduler:signal(ev)
@@ -346,9 +367,13 @@ function Pace:finish(ticket, now, learn)
   k.dirty = true
   local age = now - ticket.started
   if not learn or age <= 0 then return end
-  add(self, k, age)
+  -- It finished between its last poll seen running and this one: the hazard counts the
+  -- middle of the two (the end would heap every finish onto the polls that saw them), the
+  -- wake the end (the age at which a task of the kind was surely done).
+  local mid = ticket.seen > 0 and (ticket.seen + age) / 2 or age
+  add(self, k, mid, age)
   local all = self.kinds[Pace.CLIENT]
-  if k ~= all then add(self, all, age) end
+  if k ~= all then add(self, all, mid, age) end
   -- The client's typical duration (an ETA for the command line): the client-wide median.
   local sorted = {}
   for i, v in ipairs(all.samples) do sorted[i] = v end
