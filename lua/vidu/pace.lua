@@ -69,8 +69,8 @@ local MIN_WIDTH = 0.25
 -- Past the oldest age seen, the hazard is taken over the ages back to this many finishes.
 local EDGE_EVENTS = 3
 local FRONT = 0.4
--- A kind's hazard table is rebuilt at most this often (s) once it has 8 samples; sooner
--- than that, each new sample rebuilds it.
+-- A kind's hazard table is rebuilt at most this often (s), but for each new sample while it
+-- has fewer than 8.
 local REBUILD = 0.25
 
 --- The client-wide kind: attached tasks, and every task's duration also lands here.
@@ -309,12 +309,12 @@ end
 
 -- The kind's table, rebuilt when it is stale.
 function Pace:_table(k, now)
-  if k.dirty and (not k.built or #k.samples < 8 or now - k.built >= REBUILD) then
+  if k.dirty and (not k.built or (k.learned and #k.samples < 8) or now - k.built >= REBUILD) then
     local alive = {}
     for ticket in pairs(k.tickets) do alive[#alive + 1] = ticket.seen end
     k.table = Pace.build(k.samples, k.seen / (#k.samples > 0 and #k.samples or 1), alive)
     if k.table then k.table.min = k.min end
-    k.built, k.dirty = now, false
+    k.built, k.dirty, k.learned = now, false, false
   end
   return k.table
 end
@@ -346,7 +346,7 @@ local function add(self, k, age, done)
     local j = math.floor(self.random() * k.seen) + 1
     if j <= SAMPLES then s[j] = age end
   end
-  k.dirty = true
+  k.dirty, k.learned = true, true
   -- Wake the kind's sleepers on its first duration, on one shorter than any before, and each
   -- time what it has learned doubles: plans made on little knowledge are made again.
   local n = k.seen
