@@ -20,6 +20,12 @@
 -- learns from the first tasks to finish and wakes the rest to look. `tuned` as the fourth
 -- argument instead places the first poll by hand near the known duration, for comparison.
 --
+-- VIDU_BENCH_DURATIONS=lognormal gives every task its own duration instead, drawn from a
+-- lognormal (VIDU_BENCH_MEDIAN, default 30 s; VIDU_BENCH_SIGMA, default 0.5; VIDU_BENCH_SEED,
+-- default 1) with the same seeded generator as bench/compare/run.js, handed to the emulator one
+-- per task through POST /_emulator/next (so `seconds` is then unused), and the same list for
+-- every run: the measure of issue 10's "pace that fits real durations".
+--
 -- VIDU_BENCH_IMAGE=path submits that file (by path) instead of the 259-byte PNG fixture:
 -- `make bench-photo` makes a 1080p JPEG of about 450 KB with ffmpeg and runs vidu (inline)
 -- and fal (upload) with it, the measure of issue 10's "memory that does not grow with the
@@ -32,16 +38,18 @@ local COUNT = tonumber(arg[1]) or 1000
 local SECONDS = tonumber(arg[2]) or 10
 local PROVIDER = arg[3] or "vidu"
 local LUA = os.getenv("VIDU_LUA") or "lua5.4"
+local unpack = table.unpack or unpack
 -- arg[4] = "tuned": a hand-placed first poll, for comparison with the defaults.
 local TUNED = arg[4] == "tuned"
 local POLL = TUNED and { first = SECONDS * 0.95, interval = 0.6, factor = 1.5, max = 15 } or nil
 
 -- A blocking control call on a private engine (bookkeeping, outside the measured work).
 local control_engine
-local function control(url, method, path)
+local function control(url, method, path, body)
   control_engine = control_engine or core.engine{}
   local id = control_engine:request{ method = method, url = url .. path, timeout = 60,
-    max_response = 512 * 1024 * 1024 }
+    max_response = 512 * 1024 * 1024, body = body and json.encode(body),
+    headers = body and { ["content-type"] = "application/json" } or nil }
   while true do
     for _, item in ipairs(control_engine:wait(100)) do
       if item.id == id then
@@ -73,6 +81,55 @@ local function percentile(sorted, p)
   return sorted[math.max(1, math.ceil(#sorted * p))]
 end
 
+-- bench/compare/run.js's generator (mulberry32, then Box-Muller), so both draw the same list.
+local function seeded(seed)
+  local a = seed % 4294967296
+  local function imul(x, y) -- 32-bit multiply, as Math.imul, without integer arithmetic
+    local xl, xh = x % 65536, math.floor(x / 65536)
+    return (xl * y + ((xh * y) % 65536) * 65536) % 4294967296
+  end
+  local function xor(x, y)
+    local r, bit = 0, 1
+    while x > 0 or y > 0 do
+      if x % 2 ~= y % 2 then r = r + bit end
+      x, y, bit = math.floor(x / 2), math.floor(y / 2), bit * 2
+    end
+    return r
+  end
+  local function bor1(x) return x % 2 == 1 and x or x + 1 end
+  local function bor61(x) -- x | 61
+    local r, bit, m = 0, 1, 61
+    while x > 0 or m > 0 do
+      if x % 2 == 1 or m % 2 == 1 then r = r + bit end
+      x, m, bit = math.floor(x / 2), math.floor(m / 2), bit * 2
+    end
+    return r
+  end
+  local function shr(x, n) return math.floor(x / 2 ^ n) end
+  return function()
+    a = (a + 0x6d2b79f5) % 4294967296
+    local t = a
+    t = imul(xor(t, shr(t, 15)), bor1(t))
+    t = xor(t, (t + imul(xor(t, shr(t, 7)), bor61(t))) % 4294967296)
+    return xor(t, shr(t, 14)) / 4294967296
+  end
+end
+
+local LOGNORMAL = os.getenv("VIDU_BENCH_DURATIONS") == "lognormal"
+local MEDIAN = tonumber(os.getenv("VIDU_BENCH_MEDIAN") or "") or 30
+local SIGMA = tonumber(os.getenv("VIDU_BENCH_SIGMA") or "") or 0.5
+local SEED = tonumber(os.getenv("VIDU_BENCH_SEED") or "") or 1
+local durations
+if LOGNORMAL then
+  local rand = seeded(SEED)
+  durations = {}
+  for i = 1, COUNT do
+    local u1 = rand()
+    local z = math.sqrt(-2 * math.log(1 - u1)) * math.cos(2 * math.pi * rand())
+    durations[i] = MEDIAN * math.exp(SIGMA * z)
+  end
+end
+
 local emu = require("vidu.launch").start{
   lua = LUA, args = { "--no-ffmpeg" },
   -- Bodies are logged only in part: the emulator's memory is not what is measured.
@@ -80,6 +137,7 @@ local emu = require("vidu.launch").start{
     log_body_limit = 256 },
 }
 local url = emu.url
+for _, d in ipairs(durations or {}) do control(url, "POST", "/_emulator/next", { seconds = d }) end
 local IMAGE_PATH = os.getenv("VIDU_BENCH_IMAGE")
 local image = IMAGE_PATH
   or { data = assert(io.open("spec/fixtures/png_33x17.png", "rb")):read("*a") }
@@ -95,7 +153,7 @@ vidu.run(function()
         seed = i }
       if not task then failures[#failures + 1] = tostring(err) return end
       tasks[#tasks + 1] = task
-      local ok, werr = task:wait{ timeout = SECONDS * 10 }
+      local ok, werr = task:wait{ timeout = LOGNORMAL and MEDIAN * 20 or SECONDS * 10 }
       if not ok then failures[#failures + 1] = tostring(werr) end
     end)
   end
@@ -127,7 +185,7 @@ for _, r in ipairs(gets) do
   end
 end
 -- The delay of each task: from the moment it was due to finish on the emulator (created +
--- seconds, the emulator's clock) to its last poll (a task list naming it counts).
+-- seconds, the emulator's clock) to the first look at it after that (see below).
 local finished = {}
 -- With a photo the task list (each task keeps its input image) can be too large to fetch:
 -- the delays are then not measured.
@@ -135,25 +193,37 @@ local got_tasks, task_list = pcall(control, url, "GET", "/_emulator/tasks")
 for _, t in ipairs(got_tasks and task_list.tasks or {}) do
   finished[tostring(t.id)] = t.due_at
 end
+-- A request is about a task when a segment of its path is the task's id (every provider's
+-- status and result paths), as bench/compare/run.js counts them; a Vidu task list counts as a
+-- look at every id it names (polled above). A task is known from its first look at or after
+-- its due time; a request's log time is its arrival and a task list of 100 is answered a
+-- millisecond or so later, so a look up to 10 ms before the due time counts, as 0.
+local known = {}
+for path, list in pairs(polls_by_path) do
+  for seg in path:gmatch("[^/]+") do
+    local finish = finished[seg]
+    if finish then
+      for _, t in ipairs(list) do
+        if t >= finish - 0.01 and (not known[seg] or t < known[seg]) then known[seg] = t end
+      end
+    end
+  end
+end
 local delays = {}
 for _, task in ipairs(tasks) do
-  local finish = finished[task.id]
-  local list = polls_by_path[string.format("/ent/v2/tasks/%s/creations", task.id)]
-  if finish and list and task.status == "succeeded" then
-    table.sort(list)
-    -- The task's last poll is the one that saw it finished (its wait ended there). A
-    -- request's log time is its arrival, and a task list of 100 is answered a millisecond
-    -- or so later: a last look up to 10 ms before the due time counts as 0.
-    local last = list[#list]
-    if last >= finish - 0.01 then delays[#delays + 1] = math.max(0, last - finish) end
+  local finish, at = finished[task.id], known[task.id]
+  if finish and at and task.status == "succeeded" then
+    delays[#delays + 1] = math.max(0, at - finish)
   end
 end
 emu:stop()
 
 local med = median(delays)
 local p = client.poll
-print(string.format("generations        %d of %d succeeded (%s, %g s each, poll first=%g" ..
-  " interval=%s factor=%g max=%g%s)", #tasks - #failures, COUNT, PROVIDER, SECONDS, p.first,
+print(string.format("generations        %d of %d succeeded (%s, %s, poll first=%g" ..
+  " interval=%s factor=%g max=%g%s)", #tasks - #failures, COUNT, PROVIDER, LOGNORMAL and
+  string.format("lognormal durations: median %g s, sigma %g, seed %d, longest %.1f s", MEDIAN,
+  SIGMA, SEED, math.max(unpack(durations))) or string.format("%g s each", SECONDS), p.first,
   tostring(p.interval), p.factor, p.max, TUNED and ", tuned by hand" or ", the provider's defaults"))
 print(string.format("image              %s", IMAGE_PATH and string.format("%s, %d bytes",
   IMAGE_PATH, #assert(io.open(IMAGE_PATH, "rb")):read("*a")) or "spec/fixtures/png_33x17.png"

@@ -364,6 +364,7 @@ function Client:submit(params, opts)
   task._holds_slot = self._inflight ~= nil
   task.on_event = opts.on_event
   task.submitted = true -- its age is known: the pace may learn from it
+  task.pace_key = Pace.key(checked) -- the kind of task it learns about (vidu.pace)
   if self._log then
     self._log("info", string.format("%s task %s submitted (%s)", self.provider, task.id,
       tostring(checked.model)))

@@ -248,8 +248,10 @@ end
 -- poll, the longest gap, the growth per poll; default the client's, from the driver; an
 -- optional `interval` is the gap after the first poll, for a `first` set near the expected
 -- duration: then polls come at first, first + interval, then backing off by factor). Gaps
--- carry +-20% jitter, and no sleep runs past the client's learned estimate of how long a
--- task takes (vidu.pace): the first task of a batch to finish wakes the others to look.
+-- carry +-20% jitter. Once tasks of the same kind (model, duration, resolution) have finished,
+-- the client's pace (vidu.pace) places the polls where finishes are likely instead, the
+-- longest gap still `max` (but for a sleep to the likely range); the first task of a batch to
+-- finish wakes the others to look.
 -- err.kind: "failed", "moderated", "canceled", "timeout", or a poll error that retries did
 -- not cure: at once when it is not retryable (401, 404), after 3 scheduled polls in a row
 -- when it is (the task may still run: re-attach later with client:task(task.id)).
@@ -294,9 +296,12 @@ function Task:wait(opts)
   local gap = first
   local wake_at = self.started_at + pace:jitter(first)
   local seen = snapshot(self)
+  -- The pace's handle on this wait (vidu.pace): what it knows of this task's age.
+  local ticket = pace:ticket(self.pace_key, self.started_at, self._ticket)
+  self._ticket = ticket
   while true do
-    -- Sleep until wake_at, but never past the pace's estimate of the finish: when another
-    -- task of this client finishes first, the estimate appears and the sleep is cut short.
+    -- Sleep until wake_at, or as the pace plans once this kind of task has taught it: a
+    -- task of the same kind finishing sooner than any before wakes this one to plan again.
     local last = false
     while true do
       -- An observation delivered while asleep (a callback) may have changed or ended the task.
@@ -306,16 +311,16 @@ function Task:wait(opts)
       end
       if self:done() then return self:_finished() end
       local now = sched:time()
-      local at = now + pace:delay(now - self.started_at, wake_at - now, factor, overdue)
-      if at > wake_at then at = wake_at end
+      local at = now + pace:delay(ticket, now, wake_at - now, factor, overdue, max)
       if deadline and at >= deadline then
         -- Sleep to the deadline and look one last time before calling it a timeout.
         at, last = deadline, true
       end
       if not self._wake then self._wake = sched:event() end
-      if at <= now or sched:sleep(at - now, { pace.event, self._wake }) == "timer" then break end
+      if at <= now or sched:sleep(at - now, { pace:event(ticket), self._wake }) == "timer" then break end
     end
     local ok, res = self:refresh(ctx)
+    if ok and not self:done() then pace:polled(ticket, sched:time()) end
     if deadline and sched:time() >= deadline then last = true end
     if ok then
       failures = 0
@@ -332,9 +337,7 @@ function Task:wait(opts)
     seen = snapshot(self)
     if self:done() then return self:_finished() end
     if last then return self:_timed_out(opts, ctx) end
-    if pace.estimate and sched:time() - self.started_at >= pace.estimate then
-      overdue = overdue + 1
-    end
+    if pace:overdue(ticket, sched:time()) then overdue = overdue + 1 end
     if interval then
       -- After a first poll placed near the expected duration, look often, then back off.
       gap, interval = interval, nil
@@ -348,11 +351,14 @@ end
 
 -- The end of a wait on a finished task: the pace learns from a success, the outcome.
 function Task:_finished()
-  if self.status == "succeeded" and self.submitted and not self._learned
-    and not self._by_callback then
-    self._learned = true
+  local ticket = self._ticket
+  if ticket then
+    self._ticket = nil
+    local learn = self.status == "succeeded" and self.submitted and not self._learned
+      and not self._by_callback
+    if learn then self._learned = true end
     local client = self.client
-    client.pace:observe(client.scheduler:time() - self.started_at)
+    client.pace:finish(ticket, client.scheduler:time(), learn)
   end
   return self:_outcome()
 end
