@@ -40,21 +40,7 @@ local function submit_many(client, n, params)
   return tasks, errs
 end
 
-setup(function()
-  emu = emulator.start{ seed = 3 }
-  tmpdir = os.tmpname()
-  os.remove(tmpdir)
-  assert(os.execute("mkdir -p " .. tmpdir))
-end)
-
-teardown(function()
-  if emu then emu:stop() end
-  os.execute("rm -rf " .. tmpdir)
-end)
-
-before_each(function()
-  emu:reset{ progress = "polls", polls = 2, outcome = "success" }
-end)
+emulator.suite{ seed = 3, ready = function(e, d) emu, tmpdir = e, d end }
 
 describe("the per-client image cache", function()
   it("uploads one local image once for 20 concurrent fal submits", function()

@@ -79,21 +79,7 @@ local function last_body(path)
   return list[1].body
 end
 
-setup(function()
-  emu = emulator.start{ seed = 5 }
-  tmpdir = os.tmpname()
-  os.remove(tmpdir)
-  assert(os.execute("mkdir -p " .. tmpdir))
-end)
-
-teardown(function()
-  if emu then emu:stop() end
-  os.execute("rm -rf " .. tmpdir)
-end)
-
-before_each(function()
-  emu:reset{ progress = "polls", polls = 2, outcome = "success" }
-end)
+emulator.suite{ seed = 5, ready = function(e, d) emu, tmpdir = e, d end }
 
 describe("a streamed inline image", function()
   for _, route in ipairs(ROUTES) do

@@ -59,21 +59,7 @@ local function header(entry, name)
   return entry.headers and entry.headers[name]
 end
 
-setup(function()
-  emu = emulator.start{ seed = 7 }
-  tmpdir = os.tmpname()
-  os.remove(tmpdir)
-  assert(os.execute("mkdir -p " .. tmpdir))
-end)
-
-teardown(function()
-  if emu then emu:stop() end
-  os.execute("rm -rf " .. tmpdir)
-end)
-
-before_each(function()
-  emu:reset{ progress = "polls", polls = 2, outcome = "success" }
-end)
+emulator.suite{ seed = 7, ready = function(e, d) emu, tmpdir = e, d end }
 
 for _, name in ipairs(NAMES) do
   local cfg = P[name]

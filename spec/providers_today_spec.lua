@@ -26,17 +26,7 @@ end
 
 local function count(f) return #emu:requests(f or {}) end
 
-setup(function()
-  emu = emulator.start{ seed = 5 }
-  dir = os.tmpname()
-  os.remove(dir)
-  assert(os.execute("mkdir -p " .. dir))
-end)
-teardown(function()
-  if emu then emu:stop() end
-  os.execute("rm -rf " .. dir)
-end)
-before_each(function() emu:reset{ progress = "polls", polls = 2, outcome = "success" } end)
+emulator.suite{ seed = 5, ready = function(e, d) emu, dir = e, d end }
 
 describe("fal", function()
   -- A result that fails to load is not a failed generation: the video may exist.

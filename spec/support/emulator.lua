@@ -12,6 +12,9 @@
 --   emu:call(method, path | url, { auth=, json=, headers=, body= }) -> engine result with .json
 --   emu:wait_for(fn, timeout)                 -- polls fn until it returns a value or time runs out
 --   emu:stop()                                -- also on garbage collection; call it in teardown
+--   emulator.suite{ seed = N, ready = function(emu, dir) ... end }
+--                                             -- a spec file's fixture: one emulator and a scratch
+--                                             -- directory for the file, reset before each test
 --
 -- The child runs with $VIDU_LUA (the interpreter the Makefile names), else lua5.4, and exits by
 -- itself when this process goes away.
@@ -146,6 +149,28 @@ function Emu:stop()
     self.engine:close()
     self.engine = nil
   end
+end
+
+--- A spec file's fixture: registers busted's setup (an emulator started with `seed` and an
+-- empty scratch directory, handed to ready(emu, dir)), teardown (both removed) and
+-- before_each (the emulator reset to `reset`, default two polls to a success).
+function M.suite(opts)
+  local busted = require("busted")
+  local emu, dir
+  busted.setup(function()
+    emu = M.start{ seed = opts.seed }
+    dir = os.tmpname()
+    os.remove(dir)
+    assert(os.execute("mkdir -p " .. dir))
+    opts.ready(emu, dir)
+  end)
+  busted.teardown(function()
+    if emu then emu:stop() end
+    if dir then os.execute("rm -rf " .. dir) end
+  end)
+  busted.before_each(function()
+    emu:reset(opts.reset or { progress = "polls", polls = 2, outcome = "success" })
+  end)
 end
 
 return M
