@@ -41,8 +41,17 @@ local RUNTIME = {
   download_timeout = "number", poll = "table", retries = "number", retry = "table",
   max_connections = "number", scheduler = "table", on_event = "function",
   stall_timeout = "number", ca_file = "string", ca_path = "string", log = "function",
-  limits = "table",
+  limits = "table", stream = "boolean", max_streams = "number",
 }
+
+-- Open status streams per client, at most (a task beyond it polls). Each open stream holds
+-- a connection of its own on HTTP/1.1 (a socket, libcurl's buffers: some tens of KB), for
+-- as long as its task runs. 100 keeps that far inside a process's usual 1,024 descriptors,
+-- and 100 streams plus the client's 32 request slots stay under the engine's backstop of
+-- 256 connections per host (vidu.scheduler) even with a second client on the same host, so
+-- libcurl never queues a submit behind streams. Over HTTP/2 (fal's own hosts) streams share
+-- connections and cost less. A task that polls takes a stream slot freed by another.
+local DEFAULT_MAX_STREAMS = 100
 
 -- What the limits option may hold: whole numbers >= 1 (per: seconds > 0).
 local LIMITS = { concurrent = true, rate = true, per = true }
@@ -108,6 +117,9 @@ end
 -- corporate CA; else $CURL_CA_BUNDLE, $SSL_CERT_FILE, $SSL_CERT_DIR, else the system's);
 -- log = function(level, line) (level "info": task state changes, submits, retries; "debug":
 -- also one line per request; default: stderr when VIDU_LOG is info or debug, else none);
+-- stream (default true: task:wait follows a task on the provider's status stream where the
+-- driver offers one, fal's, instead of polling; false: always poll), max_streams (open
+-- status streams at most, default 100, 0 = none; tasks beyond it poll);
 -- other names go to the driver.
 -- A missing key raises: it is a setup mistake. Against the emulator any non-empty key works.
 function client_mod.new(name, opts)
@@ -195,8 +207,16 @@ function client_mod.new(name, opts)
     error("vidu.client: max_connections must be a whole number >= 1", 2)
   end
 
+  local max_streams = opts.max_streams or DEFAULT_MAX_STREAMS
+  if max_streams < 0 or max_streams % 1 ~= 0 or max_streams == math.huge then
+    error("vidu.client: max_streams must be a whole number >= 0", 2)
+  end
+
   local self = setmetatable({
     provider = pname,
+    -- Status streams (driver.follow): on unless stream = false; open ones counted here.
+    streaming = opts.stream ~= false and driver.follow ~= nil and max_streams > 0,
+    max_streams = max_streams, streams_open = 0, streams_peak = 0,
     driver = driver,
     base_url = base_url,
     custom_base_url = opts.base_url ~= nil,
@@ -485,9 +505,32 @@ function Client:deliver(what, id)
   return task, task:apply(obs)
 end
 
---- Counters: requests sent (every attempt) and retries.
+--- Counters: requests sent (every attempt, streams included), retries, request bodies held,
+-- and the status streams open now (streams) and at most so far (streams_peak).
 function Client:counters()
-  return self._http:counters()
+  local c = self._http:counters()
+  c.streams, c.streams_peak = self.streams_open, self.streams_peak
+  return c
+end
+
+-- Takes one of the client's stream places if one is free: true | false (never waits: a task
+-- without one polls).
+function Client:_stream_acquire()
+  if not self.streaming or self.streams_open >= self.max_streams then return false end
+  self.streams_open = self.streams_open + 1
+  if self.streams_open > self.streams_peak then self.streams_peak = self.streams_open end
+  return true
+end
+
+-- Gives a stream place back.
+function Client:_stream_release()
+  self.streams_open = self.streams_open - 1
+end
+
+--- Opens a status stream (see vidu.http's Requester:stream): the scheduler's stream object
+-- | nil, err. For drivers' follow functions.
+function Client:stream(spec)
+  return self._http:stream(spec)
 end
 
 return client_mod

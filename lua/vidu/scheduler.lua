@@ -94,6 +94,8 @@ function scheduler.new(opts)
     waiters = {},
     -- transfer id -> finished item, for blocking waiters
     done = {},
+    -- stream transfer id -> true when bytes arrived since its reader last looked
+    arrived = {},
     nlive = 0,
     -- coroutine made by pcall on plain 5.1 -> the scheduler coroutine it runs inside
     proxies = setmetatable({}, { __mode = "k" }),
@@ -357,13 +359,22 @@ function Scheduler:_dispatch(finished)
   if not finished then return end
   for i = 1, #finished do
     local item = finished[i]
-    local w = self.waiters[item.id]
-    self.waiters[item.id] = nil
-    if w == BLOCKING then
-      self.done[item.id] = item
-    elseif w and not self:_wake(w[1], w[2], "done", item) then
-      -- The waiter was already woken by its progress timer; it collects this on resuming.
-      self.done[item.id] = item
+    local id = item.id
+    local w = self.waiters[id]
+    if item.ok == nil then
+      -- An arrival notice of a stream transfer (see Scheduler:stream): its reader looks.
+      -- Only the first notice carries the headers: an unread one is kept until read.
+      local prev = self.arrived[id]
+      if not prev or item.headers then self.arrived[id] = item end
+      if w and w ~= BLOCKING and self:_wake(w[1], w[2], "data") then self.waiters[id] = nil end
+    else
+      self.waiters[id] = nil
+      if w == BLOCKING then
+        self.done[id] = item
+      elseif w and not self:_wake(w[1], w[2], "done", item) then
+        -- The waiter was already woken by its progress timer; it collects this on resuming.
+        self.done[id] = item
+      end
     end
   end
 end
@@ -712,6 +723,86 @@ function Scheduler:transfer(spec, opts)
   local item = self.done[id]
   self.done[id] = nil
   return item
+end
+
+---------------------------------------------------------------------------------------------
+-- Streams: a transfer whose body is read while it arrives (vidu.core's stream = true).
+
+local Stream = {}
+Stream.__index = Stream
+
+--- Starts an engine transfer with stream = true and returns a stream object at once:
+-- stream:read(deadline, events) waits for what arrived, stream:close() ends it. The bytes
+-- stay in the engine's C buffer until read; an arrival wakes the reader once per engine call.
+function Scheduler:stream(spec)
+  if not self:current() then self:_may_block("a stream") end
+  local engine = self:engine()
+  spec.stream = true
+  local id = engine:request(spec)
+  return setmetatable({ scheduler = self, engine = engine, id = id }, Stream)
+end
+
+--- Waits until bytes arrive, the transfer ends, `deadline` (the scheduler's clock) passes or
+-- one of `events` (a list of scheduler events) fires. Returns
+--   "data", bytes, stream    bytes that arrived (stream.status, stream.headers: the answer's)
+--   "done", item, rest       the engine's finished item (rest: bytes not read before, or nil)
+--   "timeout" | "event"
+function Stream:read(deadline, events)
+  local s, e, id = self.scheduler, self.engine, self.id
+  if self.item then return "done", self.item end
+  events = events or {}
+  while true do
+    local item = s.done[id]
+    if item then
+      s.done[id], s.arrived[id] = nil, nil
+      self.item = item
+      local rest = item.body
+      item.body = nil
+      return "done", item, rest ~= "" and rest or nil
+    end
+    local notice = s.arrived[id]
+    if notice then
+      s.arrived[id] = nil
+      if notice.headers then self.status, self.headers = notice.status, notice.headers end
+      local bytes = e:take(id)
+      if bytes then return "data", bytes, self end
+    end
+    for i = 1, #events do if events[i].fired then return "event" end end
+    if deadline and s:time() >= deadline then return "timeout" end
+    local co = s:current()
+    if co then
+      local token = {}
+      s.waiters[id] = { co, token }
+      if deadline then s:_add_timer(deadline, co, token) end
+      for i = 1, #events do events[i].waiters[#events[i].waiters + 1] = { co, token } end
+      local what, got = s:_park(co, token)
+      if s.waiters[id] and s.waiters[id][2] == token then s.waiters[id] = nil end
+      if what == "done" then s.done[id] = got end
+    else
+      s:_may_block("a stream")
+      s.waiters[id] = BLOCKING
+      if deadline then s:_add_timer(deadline, nil, nil) end
+      s:_block(function()
+        if s.done[id] or s.arrived[id] then return true end
+        for i = 1, #events do if events[i].fired then return true end end
+        return deadline ~= nil and s:time() >= deadline
+      end, "a stream")
+      if s.waiters[id] == BLOCKING then s.waiters[id] = nil end
+    end
+  end
+end
+
+--- Ends the stream: cancels the transfer if it still runs and forgets its leftovers. Safe to
+-- call twice.
+function Stream:close()
+  if self.closed then return end
+  self.closed = true
+  local s, id = self.scheduler, self.id
+  -- A canceled transfer's result comes with a later engine call; with no waiter left,
+  -- _dispatch drops it.
+  if not self.item then self.engine:cancel(id) end
+  s.done[id], s.arrived[id] = nil, nil
+  if s.waiters[id] then s.waiters[id] = nil end
 end
 
 ---------------------------------------------------------------------------------------------
