@@ -51,9 +51,15 @@
  *     output. The finished result's body is what was not taken yet.
  *   engine:take(id) -> bytes | nil   the bytes a stream transfer received since the last
  *     take (nil: none, or no such transfer)
- *   engine:step() / engine:wait(ms = 1000) -> { result, ... }   (wait returns at once when
- *     results or arrival notices are already waiting; with nothing in flight it sleeps the ms)
+ *   engine:step() / engine:wait(ms = 1000 [, settle_ms]) -> { result, ... }   (wait returns
+ *     at once when results or arrival notices are already waiting; with nothing in flight it
+ *     sleeps the ms). settle_ms: when the engine was last driven less than settle_ms ago, wait
+ *     first sleeps the rest (within ms) so that bytes of many streams pile up and one pass
+ *     handles them: libcurl's perform costs a poll of every transfer's socket, however few
+ *     are ready. The price is up to settle_ms of latency on anything that arrives meanwhile.
  *   engine:progress(id) -> down_now, down_total, up_now, up_total | nil
+ *   engine:configure{ max_host_connections, max_total_connections }   changes the bounds of
+ *     a running engine (libcurl applies them to connections it opens from then on)
  *   engine:cancel(id) -> bool;  engine:pending() -> n (not yet reported, canceled included)
  *   engine:timeout() -> ms | -1;  engine:close() (also __gc, __close)
  *   engine:watch()   host-driven sockets from now on (see "Sockets a host watches" below):
@@ -178,6 +184,7 @@ typedef struct engine {
 	size_t nsocks, capsocks;
 	struct pollfd *pfds;      /* wait()'s poll set, reused */
 	size_t cappfds;
+	double driven;            /* monotonic seconds of the last perform (wait's settle_ms) */
 } engine;
 
 /* Request options, read and checked before anything is allocated. Strings point into Lua
@@ -569,15 +576,17 @@ static void engine_collect(engine *e)
 static void watch_drive(engine *e, int wait_ms);
 
 /* Drives libcurl without blocking and moves every finished transfer to the done queue. A
- * watched engine is driven through socket_action instead (its timer, if due). */
+ * watched engine is driven through socket_action instead: its recorded sockets polled without
+ * waiting, then its timer if due (so step() serves a watched engine nobody else drives). */
 static void engine_perform(engine *e)
 {
 	int running = 0;
 	if (e->watched) {
-		watch_drive(e, -1);
+		watch_drive(e, 0);
 		return;
 	}
 	curl_multi_perform(e->multi, &running);
+	e->driven = mono_now();
 	engine_collect(e);
 }
 
@@ -757,6 +766,7 @@ static void watch_drive(engine *e, int wait_ms)
 		watch_action(e, CURL_SOCKET_TIMEOUT, 0);
 	else
 		engine_collect(e);
+	e->driven = mono_now();
 }
 
 /* Switches an engine to host-driven sockets. Transfers already running were driven by
@@ -1616,10 +1626,20 @@ static int engine_wait(lua_State *L)
 {
 	engine *e = check_engine(L);
 	lua_Number ms = luaL_optnumber(L, 2, 1000);
+	lua_Number settle = luaL_optnumber(L, 3, 0);
 	if (!(ms >= 0))
 		ms = 0;
 	if (ms > INT_MAX)
 		ms = INT_MAX;
+	if (settle > 0 && e->done_head == NULL && e->arr_head == NULL) {
+		lua_Number rest = settle - (mono_now() - e->driven) * 1000;
+		if (rest > ms)
+			rest = ms;
+		if (rest >= 1) {
+			(void)poll(NULL, 0, (int)rest);
+			ms -= rest;
+		}
+	}
 	if (e->watched) {
 		watch_drive(e, e->done_head == NULL && e->arr_head == NULL ? (int)ms : -1);
 		return push_finished(L, e);
@@ -1800,6 +1820,26 @@ static int engine_tostring(lua_State *L)
 	return 1;
 }
 
+/* engine:configure{ max_host_connections, max_total_connections }: the bounds core.engine
+ * took, changed on a running engine (a scheduler raises its per-host backstop when a client
+ * needs more connections for its streams). */
+static int engine_configure(lua_State *L)
+{
+	static const char *const keys[] = { "max_host_connections", "max_total_connections", NULL };
+	engine *e = check_engine(L);
+	luaL_checktype(L, 2, LUA_TTABLE);
+	check_keys(L, 2, keys, "configure");
+	lua_getfield(L, 2, "max_host_connections");
+	if (!lua_isnil(L, -1))
+		curl_multi_setopt(e->multi, CURLMOPT_MAX_HOST_CONNECTIONS,
+			to_long(opt_count(L, 2, "max_host_connections", 0)));
+	lua_getfield(L, 2, "max_total_connections");
+	if (!lua_isnil(L, -1))
+		curl_multi_setopt(e->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS,
+			to_long(opt_count(L, 2, "max_total_connections", 0)));
+	return 0;
+}
+
 /* core.engine{...} -> engine. The userdata exists, closed, before the multi handle does, so
  * a failure at any point leaves nothing that __gc cannot free. */
 static int engine_new(lua_State *L)
@@ -1843,6 +1883,7 @@ static const luaL_Reg engine_methods[] = {
 	{ "wait", engine_wait },
 	{ "progress", engine_progress },
 	{ "take", engine_take },
+	{ "configure", engine_configure },
 	{ "cancel", engine_cancel },
 	{ "pending", engine_pending },
 	{ "timeout", engine_timeout },

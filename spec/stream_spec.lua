@@ -272,6 +272,31 @@ describe("fal tasks on the status stream", function()
     assert.are.equal(6, count(RESULT_PATH))
   end)
 
+  it("open streams take neither the request slots nor libcurl's connections that submits need", function()
+    -- Streams that never end, more of them than the engine's own per-host bound and than
+    -- the client's request slots; a submit must still go out at once.
+    emu:config{ fal_stream = "silent", polls = 1000 }
+    sched = scheduler.new{ engine_options = { max_host_connections = 2 } }
+    local c = client{ max_connections = 1, max_streams = 3 }
+    local submitted, err, seen, open_then = sched:run(function()
+      local tasks = {}
+      for i = 1, 3 do tasks[i] = submit(c) end
+      for i = 1, 3 do sched:spawn(function() tasks[i]:wait{ timeout = 3 } end) end
+      -- Until the emulator has seen the 3 streams (or 2.5 s, within the waits' timeout:
+      -- libcurl would hold the third back if streams could fill its bound).
+      local give_up = sched:time() + 2.5
+      while count(STREAM_PATH) < 3 and sched:time() < give_up do sched:sleep(0.02) end
+      local t, e = c:submit{ image = { data = PNG }, prompt = "p", upload = false }
+      return t, e, count(STREAM_PATH), c:counters().streams
+    end)
+    assert.truthy(submitted, tostring(err))
+    assert.are.equal(3, seen)
+    assert.are.equal(3, open_then)
+    assert.are.equal(4, #emu:requests{ method = "POST", path = SUBMIT })
+    assert.are.equal(3, count(STREAM_PATH))
+    assert.are.equal(0, c:counters().streams)
+  end)
+
   it("max_streams = 0 never streams", function()
     local c = client{ max_streams = 0 }
     local task = submit(c)

@@ -44,14 +44,17 @@ local RUNTIME = {
   limits = "table", stream = "boolean", max_streams = "number",
 }
 
--- Open status streams per client, at most (a task beyond it polls). Each open stream holds
--- a connection of its own on HTTP/1.1 (a socket, libcurl's buffers: some tens of KB), for
--- as long as its task runs. 100 keeps that far inside a process's usual 1,024 descriptors,
--- and 100 streams plus the client's 32 request slots stay under the engine's backstop of
--- 256 connections per host (vidu.scheduler) even with a second client on the same host, so
--- libcurl never queues a submit behind streams. Over HTTP/2 (fal's own hosts) streams share
--- connections and cost less. A task that polls takes a stream slot freed by another.
-local DEFAULT_MAX_STREAMS = 100
+-- Open status streams per client, at most (a task beyond it polls, and takes a place that
+-- another task's stream frees). Over HTTP/1.1 each open stream holds a connection of its own
+-- for as long as its task runs: a descriptor, and about 35 KB of this process's memory
+-- (bench/generations.lua: 200 streams, 23 MB peak against 15.6 MB polling). 256 of them cost
+-- about 9 MB and leave three quarters of the common 1,024-descriptor limit to everything
+-- else; the connections they hold are reserved in the engine's per-host bound beside the
+-- request slots (Scheduler:reserve_connections), so a submit never queues behind streams.
+-- Over HTTP/2 (fal's own hosts) streams share connections and cost less. A batch larger than
+-- that polls for the rest, which the pace keeps cheap; raise it (with `ulimit -n`) to push
+-- every task of a larger batch.
+local DEFAULT_MAX_STREAMS = 256
 
 -- What the limits option may hold: whole numbers >= 1 (per: seconds > 0).
 local LIMITS = { concurrent = true, rate = true, per = true }
@@ -119,7 +122,7 @@ end
 -- also one line per request; default: stderr when VIDU_LOG is info or debug, else none);
 -- stream (default true: task:wait follows a task on the provider's status stream where the
 -- driver offers one, fal's, instead of polling; false: always poll), max_streams (open
--- status streams at most, default 100, 0 = none; tasks beyond it poll);
+-- status streams at most, default 256, 0 = none; tasks beyond it poll);
 -- other names go to the driver.
 -- A missing key raises: it is a setup mistake. Against the emulator any non-empty key works.
 function client_mod.new(name, opts)
@@ -235,6 +238,11 @@ function client_mod.new(name, opts)
     _live = setmetatable({}, { __mode = "v" }),
   }, Client)
   secrets[self] = key
+  -- Streams hold connections of their own, beside the max_connections request slots: the
+  -- engine's per-host bound must leave room for both (vidu.scheduler).
+  if self.streaming and self.scheduler.reserve_connections then
+    self.scheduler:reserve_connections(max_connections + max_streams)
+  end
   -- The request path, with this client's driver hooks and settings bound once.
   self._http = http.new{
     provider = pname, key = function() return secrets[self] end,

@@ -40,6 +40,11 @@ do
   PCALL_YIELDS = v == "through"
 end
 
+-- While streams are open, the engine is driven at most once per this many ms when it blocks
+-- (engine:wait's settle_ms): bytes of many streams are handled in one pass instead of one
+-- pass, each polling every transfer's socket, per arriving event.
+local STREAM_SETTLE_MS = 20
+
 -- The budget of one step() for resuming coroutines, in seconds.
 local DEFAULT_BUDGET = 0.002
 
@@ -117,11 +122,29 @@ function Scheduler:engine()
     -- The client bounds connections per host itself (a queue in Lua, so per-request
     -- timeouts start when a request really goes out); the engine's bound is only a backstop.
     if opts.max_host_connections == nil then opts.max_host_connections = 256 end
+    if (self.reserved or 0) > opts.max_host_connections then
+      opts.max_host_connections = self.reserved
+    end
     e = load_core().engine(opts)
     self._engine = e
     if self.host and self.host.watch then self:_watch(e) end
   end
   return e
+end
+
+--- Makes room in the engine's per-host backstop for `n` more connections: a client's request
+-- slots plus its status streams, which hold a connection each for as long as their task runs.
+-- Without it, streams could fill libcurl's bound and a submit would queue behind them. The
+-- backstop becomes the largest of its own (256 unless engine_options say) and the sum of what
+-- was reserved (a bound per host, counted over all hosts: room to spare, never too little).
+function Scheduler:reserve_connections(n)
+  self.reserved = (self.reserved or 0) + n
+  local own = self.engine_options and self.engine_options.max_host_connections or 256
+  local e = self._engine
+  if e and self.reserved > own and self.reserved > (self.applied or own) then
+    e:configure{ max_host_connections = self.reserved }
+    self.applied = self.reserved
+  end
 end
 
 -- Switches the engine to host-watched sockets (for good: a later detach leaves it watched,
@@ -351,6 +374,7 @@ function Scheduler:_fire_timers()
   local now = self:time()
   while h[1] and h[1][1] <= now do
     local t = heap_pop(h)
+    t[5] = true -- popped: a stream's reader must not re-arm it (see Stream:read)
     if t[3] then self:_wake(t[3], t[4], "timer") end
   end
 end
@@ -393,7 +417,8 @@ function Scheduler:_tick(max_wait)
     -- engine:wait sleeps the full time even with nothing in flight (all coroutines between
     -- polls), and wakes as soon as a transfer finishes.
     engine = engine or self:engine()
-    self:_dispatch(engine:wait(math.ceil(max_wait * 1000)))
+    self:_dispatch(engine:wait(math.ceil(max_wait * 1000),
+      (self.nstreams or 0) > 0 and STREAM_SETTLE_MS or nil))
   elseif engine then
     self:_dispatch(engine:step())
   end
@@ -732,13 +757,19 @@ local Stream = {}
 Stream.__index = Stream
 
 --- Starts an engine transfer with stream = true and returns a stream object at once:
--- stream:read(deadline, events) waits for what arrived, stream:close() ends it. The bytes
--- stay in the engine's C buffer until read; an arrival wakes the reader once per engine call.
+-- stream:read(deadline, events) waits for what arrived, stream:close() ends it (always call
+-- it: open streams make the loop settle, see STREAM_SETTLE_MS). The bytes stay in the
+-- engine's C buffer until read; an arrival wakes the reader once per engine call.
 function Scheduler:stream(spec)
   if not self:current() then self:_may_block("a stream") end
   local engine = self:engine()
   spec.stream = true
+  -- Many long transfers: libcurl's perform would poll every one of their sockets each time
+  -- the loop turns; its socket interface (engine:watch, then driven by engine:wait's own
+  -- poll) serves only the ready ones. For good, as a host's watch is.
+  if not self.watched then self:_watch(engine) end
   local id = engine:request(spec)
+  self.nstreams = (self.nstreams or 0) + 1
   return setmetatable({ scheduler = self, engine = engine, id = id }, Stream)
 end
 
@@ -773,7 +804,16 @@ function Stream:read(deadline, events)
     if co then
       local token = {}
       s.waiters[id] = { co, token }
-      if deadline then s:_add_timer(deadline, co, token) end
+      if deadline then
+        -- One timer per deadline, re-armed for each park, instead of one per read: a stream
+        -- is read once per event, thousands of times, and stale timers would pile up.
+        local t = self.timer
+        if t and t[1] == deadline and not t[5] then
+          t[3], t[4] = co, token
+        else
+          self.timer = s:_add_timer(deadline, co, token)
+        end
+      end
       for i = 1, #events do events[i].waiters[#events[i].waiters + 1] = { co, token } end
       local what, got = s:_park(co, token)
       if s.waiters[id] and s.waiters[id][2] == token then s.waiters[id] = nil end
@@ -798,6 +838,7 @@ function Stream:close()
   if self.closed then return end
   self.closed = true
   local s, id = self.scheduler, self.id
+  s.nstreams = s.nstreams - 1
   -- A canceled transfer's result comes with a later engine call; with no waiter left,
   -- _dispatch drops it.
   if not self.item then self.engine:cancel(id) end

@@ -332,7 +332,7 @@ function fal.follow(client, task, on_obs, deadline, events)
   if not stream then return "broken", err end
   local parser = sse.parser(STREAM_EVENT_MAX)
   local sched = client.scheduler
-  local checked = false
+  local checked, last = false, nil
   local function accepted(status, headers)
     local ct = headers and headers["content-type"] or ""
     return status == 200 and ct:find("text/event-stream", 1, true) ~= nil
@@ -342,7 +342,14 @@ function fal.follow(client, task, on_obs, deadline, events)
     local evs, perr = parser:feed(bytes)
     if not evs then return "broken", common.provider_error("fal", perr, { retryable = true }) end
     for i = 1, #evs do
-      local obs, completed = fal.read(json.decode(evs[i].data))
+      local data = evs[i].data
+      -- An event that repeats the last one says nothing new (the stream may send the status
+      -- again and again while nothing changes): not even decoded.
+      local obs, completed
+      if data ~= last then
+        last = data
+        obs, completed = fal.read(json.decode(data))
+      end
       if obs then
         if completed then
           stream:close()
@@ -359,10 +366,13 @@ function fal.follow(client, task, on_obs, deadline, events)
     return nil
   end
   local how, why
+  -- The idle limit is checked when it falls due, not re-armed for every event: one timer.
+  local last_data = sched:time()
+  local idle_at = last_data + STREAM_IDLE
   while true do
-    local idle_at = sched:time() + STREAM_IDLE
     local what, a, b = stream:read((deadline and deadline < idle_at) and deadline or idle_at,
       events)
+    if what == "data" then last_data = sched:time() end
     if what == "data" then
       if not checked then
         checked = true
@@ -387,6 +397,8 @@ function fal.follow(client, task, on_obs, deadline, events)
       how = "event" break
     elseif deadline and sched:time() >= deadline then
       how = "deadline" break
+    elseif sched:time() - last_data < STREAM_IDLE then
+      idle_at = last_data + STREAM_IDLE
     else
       how, why = "broken", common.provider_error("fal", string.format(
         "the status stream sent nothing for %d s", STREAM_IDLE), { retryable = true })
