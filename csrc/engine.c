@@ -633,8 +633,10 @@ static void engine_release(engine *e)
  * host reads them with engine:sockets() and engine:timeout() after each call into the
  * engine, and calls engine:socket_action(fd, events) when a socket is ready or
  * engine:socket_action() when the time has come. A watched engine's step() and wait() go
- * through socket_action too (wait() polls the recorded sockets itself), so a script can
- * still drive it without a host.
+ * through socket_action too (both poll the recorded sockets themselves, step() without
+ * waiting), so a script can still drive it without a host; the Lua scheduler watches its
+ * engine that way once it opens streams, since libcurl's perform polls every transfer's
+ * socket each time and socket_action only the ready ones.
  */
 
 /* Grows a sock_wish array to hold one more; -1 when out of memory. */
