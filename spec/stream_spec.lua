@@ -117,6 +117,38 @@ describe("stream transfers", function()
     e:close()
   end)
 
+  it("reports arrivals on a watched engine too (socket interface, driven by wait)", function()
+    local j = fal_task()
+    local e = core.engine{}
+    e:watch()
+    local id = e:request{ url = j.status_url .. "/stream?logs=1", stream = true,
+      headers = { Authorization = "Key k" } }
+    local notices, taken, item = drive(e, id, true)
+    assert.is_true(#notices >= 1)
+    assert.are.equal(200, notices[1].status)
+    assert.is_true(item.ok)
+    local evs = assert(sse.parser():feed(table.concat(taken) .. item.body))
+    assert.matches('"status":"COMPLETED"', evs[#evs].data)
+    e:close()
+  end)
+
+  it("step() alone drives a watched engine nobody else drives", function()
+    local e = core.engine{}
+    e:watch()
+    local id = e:request{ url = emu.url .. "/_emulator/health" }
+    local item
+    local deadline = core.now() + 20
+    while not item and core.now() < deadline do
+      for _, it_ in ipairs(e:step()) do item = it_ end
+      if not item then util.luv().sleep(2) end
+    end
+    assert.truthy(item, "step() never finished the transfer")
+    assert.are.equal(id, item.id)
+    assert.is_true(item.ok)
+    assert.are.equal(200, item.status)
+    e:close()
+  end)
+
   it("keeps what is not taken for the result's body", function()
     local j = fal_task()
     local e = core.engine{}
