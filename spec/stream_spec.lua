@@ -329,6 +329,19 @@ describe("fal tasks on the status stream", function()
     assert.are.equal(0, c:counters().streams)
   end)
 
+  it("reserves connections for live clients only: a dropped client gives its room back", function()
+    local s = scheduler.new()
+    s:engine()
+    for _ = 1, 20 do client_mod.new("fal", { api_key = "k", scheduler = s, max_streams = 100 }) end
+    collectgarbage()
+    collectgarbage()
+    local keep = client_mod.new("fal", { api_key = "k", scheduler = s, max_streams = 300 })
+    -- 300 streams + 32 request slots of the one live client.
+    assert.are.equal(332, s:_backstop())
+    assert.are.equal(332, s.applied)
+    assert.truthy(keep)
+  end)
+
   it("max_streams = 0 never streams", function()
     local c = client{ max_streams = 0 }
     local task = submit(c)

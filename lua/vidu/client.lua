@@ -241,7 +241,7 @@ function client_mod.new(name, opts)
   -- Streams hold connections of their own, beside the max_connections request slots: the
   -- engine's per-host bound must leave room for both (vidu.scheduler).
   if self.streaming and self.scheduler.reserve_connections then
-    self.scheduler:reserve_connections(max_connections + max_streams)
+    self.scheduler:reserve_connections(self, max_connections + max_streams)
   end
   -- The request path, with this client's driver hooks and settings bound once.
   self._http = http.new{

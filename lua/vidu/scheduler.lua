@@ -122,29 +122,49 @@ function Scheduler:engine()
     -- The client bounds connections per host itself (a queue in Lua, so per-request
     -- timeouts start when a request really goes out); the engine's bound is only a backstop.
     if opts.max_host_connections == nil then opts.max_host_connections = 256 end
-    if (self.reserved or 0) > opts.max_host_connections then
-      opts.max_host_connections = self.reserved
-    end
-    e = load_core().engine(opts)
+    local made = {}
+    for k, v in pairs(opts) do made[k] = v end
+    made.max_host_connections = self:_backstop()
+    self.applied = made.max_host_connections
+    e = load_core().engine(made)
     self._engine = e
     if self.host and self.host.watch then self:_watch(e) end
   end
   return e
 end
 
---- Makes room in the engine's per-host backstop for `n` more connections: a client's request
--- slots plus its status streams, which hold a connection each for as long as their task runs.
--- Without it, streams could fill libcurl's bound and a submit would queue behind them. The
--- backstop becomes the largest of its own (256 unless engine_options say) and the sum of what
--- was reserved (a bound per host, counted over all hosts: room to spare, never too little).
-function Scheduler:reserve_connections(n)
-  self.reserved = (self.reserved or 0) + n
-  local own = self.engine_options and self.engine_options.max_host_connections or 256
-  local e = self._engine
-  if e and self.reserved > own and self.reserved > (self.applied or own) then
-    e:configure{ max_host_connections = self.reserved }
-    self.applied = self.reserved
+--- Makes room in the engine's per-host backstop for `n` connections of `owner` (a client: its
+-- request slots plus its status streams, which hold a connection each for as long as their
+-- task runs). Without it, streams could fill libcurl's bound and a submit would queue behind
+-- them. The backstop becomes the larger of its own (256 unless engine_options say) and the
+-- sum over the owners still alive (weak keys: a dropped client gives its room back; a bound
+-- per host, summed over all hosts: room to spare, never too little).
+function Scheduler:reserve_connections(owner, n)
+  local r = self.reservations
+  if not r then
+    r = setmetatable({}, { __mode = "k" })
+    self.reservations = r
   end
+  r[owner] = n
+  local e = self._engine
+  if e then
+    -- Raised past what it is believed to be; lowered again only from what was raised here
+    -- (an engine passed in keeps its own bound unless more is needed).
+    local want = self:_backstop()
+    local own = self.engine_options and self.engine_options.max_host_connections or 256
+    if want > (self.applied or own) or (self.applied and want < self.applied) then
+      e:configure{ max_host_connections = want }
+      self.applied = want
+    end
+  end
+end
+
+-- The engine's per-host bound: its own, or what the live reservations need if more.
+function Scheduler:_backstop()
+  local own = self.engine_options and self.engine_options.max_host_connections or 256
+  local sum = 0
+  for _, n in pairs(self.reservations or {}) do sum = sum + n end
+  return sum > own and sum or own
 end
 
 -- Switches the engine to host-watched sockets (for good: a later detach leaves it watched,
