@@ -103,6 +103,7 @@ build = {
     ["vidu.report"] = "lua/vidu/report.lua",
     ["vidu.retry"] = "lua/vidu/retry.lua",
     ["vidu.scheduler"] = "lua/vidu/scheduler.lua",
+    ["vidu.sse"] = "lua/vidu/sse.lua",
     ["vidu.task"] = "lua/vidu/task.lua",
     ["vidu.url"] = "lua/vidu/url.lua",
     ["vidu.validate"] = "lua/vidu/validate.lua",

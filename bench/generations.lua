@@ -30,6 +30,11 @@
 -- `make bench-photo` makes a 1080p JPEG of about 450 KB with ffmpeg and runs vidu (inline)
 -- and fal (upload) with it, the measure of issue 10's "memory that does not grow with the
 -- image".
+--
+-- fal follows each task on its status stream (push instead of poll) up to the client's
+-- max_streams; VIDU_BENCH_STREAM=0 turns that off (polling only, as before issue 10), and
+-- VIDU_BENCH_MAX_STREAMS=n sets the bound. For fal, "known" is the result read (which the
+-- client does at once when a poll or the stream says COMPLETED).
 local vidu = require("vidu")
 local core = require("vidu.core")
 local json = require("vidu.json")
@@ -134,14 +139,19 @@ local emu = require("vidu.launch").start{
   lua = LUA, args = { "--no-ffmpeg" },
   -- Bodies are logged only in part: the emulator's memory is not what is measured.
   config = { progress = "time", seconds = SECONDS, log_limit = COUNT * 20 + 1000,
-    log_body_limit = 256 },
+    log_body_limit = 256,
+    -- fal's status stream: seconds between its events (the emulator's default 0.2)
+    stream_interval = tonumber(os.getenv("VIDU_BENCH_STREAM_INTERVAL") or "") },
 }
 local url = emu.url
 for _, d in ipairs(durations or {}) do control(url, "POST", "/_emulator/next", { seconds = d }) end
 local IMAGE_PATH = os.getenv("VIDU_BENCH_IMAGE")
 local image = IMAGE_PATH
   or { data = assert(io.open("spec/fixtures/png_33x17.png", "rb")):read("*a") }
-local client = vidu.client(PROVIDER, { api_key = "bench-key", base_url = url, poll = POLL })
+local STREAM = os.getenv("VIDU_BENCH_STREAM") ~= "0"
+local MAX_STREAMS = tonumber(os.getenv("VIDU_BENCH_MAX_STREAMS") or "")
+local client = vidu.client(PROVIDER, { api_key = "bench-key", base_url = url, poll = POLL,
+  stream = STREAM, max_streams = MAX_STREAMS })
 
 local rss_before = peak_rss_kb()
 local cpu0, wall0 = os.clock(), core.now()
@@ -228,6 +238,10 @@ print(string.format("generations        %d of %d succeeded (%s, %s, poll first=%
 print(string.format("image              %s", IMAGE_PATH and string.format("%s, %d bytes",
   IMAGE_PATH, #assert(io.open(IMAGE_PATH, "rb")):read("*a")) or "spec/fixtures/png_33x17.png"
   .. " as { data = bytes }"))
+if PROVIDER == "fal" then
+  print(string.format("status streams     %s, at most %d open (peak %d)", STREAM and "on" or "off",
+    client.max_streams, counters.streams_peak))
+end
 print(string.format("wall time          %.2f s", wall))
 print(string.format("client CPU         %.2f s          (target <= 2 s)", cpu))
 print(string.format("peak RSS           %.1f MB         (target <= 50 MB; %.1f MB before the run)",

@@ -18,7 +18,8 @@
  *   engine:request{ method, url, headers, body | body_file | body_parts, output,
  *                   connect_timeout = 10, timeout = 0, stall_timeout = 0,
  *                   max_response = 64 MiB, follow = true, max_redirects = 5,
- *                   fresh_connect = (method is POST or PATCH), ca_file, ca_path } -> id
+ *                   fresh_connect = (method is POST or PATCH), ca_file, ca_path,
+ *                   stream = false } -> id
  *     Unknown option names and wrong types raise. With output, a 2xx body goes to the file
  *     (opened at its first byte, so a failed request leaves an existing file alone); any
  *     other status keeps its body in memory as result.body, for the error message, up to
@@ -54,9 +55,25 @@
  *     as the curl tool reads it (libcurl itself does not): CURL_CA_BUNDLE, else SSL_CERT_FILE
  *     for the file and SSL_CERT_DIR for the directory; empty values are ignored. Otherwise
  *     libcurl's built-in defaults (the system store) apply.
- *   engine:step() / engine:wait(ms = 1000) -> { result, ... }   (wait returns at once when
- *     results are already waiting; with nothing in flight it sleeps the ms)
+ *   stream = true: the body is read while it arrives (a server-sent event stream). The write
+ *     callback only appends to the transfer's C buffer; step()/wait() then report, besides
+ *     finished results, an arrival notice { id, arrived = bytes waiting, status [, headers on
+ *     the first notice] } (no `ok` field: that tells it from a result) at most once per call
+ *     for each such transfer that received bytes, and engine:take(id) hands them to Lua.
+ *     max_response caps the bytes waiting (not yet taken), not the whole stream: a reader
+ *     that falls behind fails the transfer as too_large instead of growing memory. Not with
+ *     output. The finished result's body is what was not taken yet.
+ *   engine:take(id) -> bytes | nil   the bytes a stream transfer received since the last
+ *     take (nil: none, or no such transfer)
+ *   engine:step() / engine:wait(ms = 1000 [, settle_ms]) -> { result, ... }   (wait returns
+ *     at once when results or arrival notices are already waiting; with nothing in flight it
+ *     sleeps the ms). settle_ms: when the engine was last driven less than settle_ms ago, wait
+ *     first sleeps the rest (within ms) so that bytes of many streams pile up and one pass
+ *     handles them: libcurl's perform costs a poll of every transfer's socket, however few
+ *     are ready. The price is up to settle_ms of latency on anything that arrives meanwhile.
  *   engine:progress(id) -> down_now, down_total, up_now, up_total | nil
+ *   engine:configure{ max_host_connections, max_total_connections }   changes the bounds of
+ *     a running engine (libcurl applies them to connections it opens from then on)
  *   engine:cancel(id) -> bool;  engine:pending() -> n (not yet reported, canceled included)
  *   engine:timeout() -> ms | -1;  engine:close() (also __gc, __close)
  *   engine:watch()   host-driven sockets from now on (see "Sockets a host watches" below):
@@ -135,8 +152,15 @@ typedef struct body_part {
 /* Where the response body goes when `output` was given: decided at its first byte. */
 enum { SINK_UNDECIDED = -1, SINK_MEMORY = 0, SINK_FILE = 1 };
 
+struct engine;
+
 typedef struct xfer {
 	struct xfer *next_done;   /* link in the engine's queue of finished, unreported transfers */
+	struct xfer *next_arrived; /* link in the engine's queue of stream transfers with news */
+	struct engine *eng;       /* the owner, for on_write to queue an arrival notice */
+	int stream;               /* stream = true: bytes are taken while they arrive */
+	int arrived;              /* 1 while queued for an arrival notice */
+	int announced;            /* 1 once a notice carried the headers */
 	CURL *easy;               /* NULL when the transfer failed before libcurl saw it */
 	lua_Integer id;
 	int running;              /* 1 while the easy handle is in the multi handle */
@@ -188,6 +212,7 @@ typedef struct engine {
 	xfer **xs;                /* transfers not yet reported, sorted by id (ids only grow) */
 	size_t n, cap;
 	xfer *done_head, *done_tail;
+	xfer *arr_head, *arr_tail; /* stream transfers that received bytes since the last report */
 	lua_Integer next_id;
 	char *user_agent;
 	/* Host-driven sockets (engine:watch()). on_socket and on_timer only write these plain
@@ -202,6 +227,7 @@ typedef struct engine {
 	size_t nsocks, capsocks;
 	struct pollfd *pfds;      /* wait()'s poll set, reused */
 	size_t cappfds;
+	double driven;            /* monotonic seconds of the last perform (wait's settle_ms) */
 } engine;
 
 /* Request options, read and checked before anything is allocated. Strings point into Lua
@@ -214,6 +240,7 @@ typedef struct req {
 	long connect_ms, timeout_ms, max_redirects, stall_s;
 	curl_off_t max_response;
 	int follow;
+	int stream;               /* body taken while it arrives (engine:take) */
 	int fresh;                /* CURLOPT_FRESH_CONNECT: never ride a pooled connection */
 	int lines;                /* stack index of a table of ready "Name: value" header lines */
 	int nlines;
@@ -342,12 +369,36 @@ static int xfer_pick_sink(xfer *x)
 	return 0;
 }
 
+static void engine_push_arrived(struct engine *e, xfer *x);
+
+/* The write callback of a stream transfer: appends to the buffer that engine:take empties,
+ * under max_response for the bytes waiting, and queues an arrival notice. No Lua here. */
+static size_t on_stream_write(xfer *x, char *p, size_t len)
+{
+	if ((curl_off_t)len > x->max_response - (curl_off_t)x->body.len) {
+		if (x->fail == FAIL_NONE)
+			x->fail = FAIL_TOO_LARGE;
+		return 0;
+	}
+	if (vidu_buf_append(&x->body, p, len) != 0) {
+		if (x->fail == FAIL_NONE)
+			x->fail = FAIL_NOMEM;
+		return 0;
+	}
+	x->received += (curl_off_t)len;
+	if (!x->arrived)
+		engine_push_arrived(x->eng, x);
+	return len;
+}
+
 /* CURLOPT_WRITEFUNCTION: stores body bytes under the cap; returning short aborts the
  * transfer with CURLE_WRITE_ERROR, which the fail flag then explains. */
 static size_t on_write(char *p, size_t size, size_t nmemb, void *ud)
 {
 	xfer *x = (xfer *)ud;
 	size_t len = size * nmemb;
+	if (x->stream)
+		return on_stream_write(x, p, len);
 	if ((curl_off_t)len > x->max_response - x->received) {
 		if (x->fail == FAIL_NONE)
 			x->fail = FAIL_TOO_LARGE;
@@ -661,6 +712,18 @@ static void engine_push_done(engine *e, xfer *x)
 	e->done_tail = x;
 }
 
+/* Queues a stream transfer for an arrival notice (once until the next report). */
+static void engine_push_arrived(engine *e, xfer *x)
+{
+	x->arrived = 1;
+	x->next_arrived = NULL;
+	if (e->arr_tail != NULL)
+		e->arr_tail->next_arrived = x;
+	else
+		e->arr_head = x;
+	e->arr_tail = x;
+}
+
 /* Case-insensitive ASCII equality (header names, URL schemes). */
 static int equal_ci(const char *a, const char *b)
 {
@@ -747,15 +810,17 @@ static void engine_collect(engine *e)
 static void watch_drive(engine *e, int wait_ms);
 
 /* Drives libcurl without blocking and moves every finished transfer to the done queue. A
- * watched engine is driven through socket_action instead (its timer, if due). */
+ * watched engine is driven through socket_action instead: its recorded sockets polled without
+ * waiting, then its timer if due (so step() serves a watched engine nobody else drives). */
 static void engine_perform(engine *e)
 {
 	int running = 0;
 	if (e->watched) {
-		watch_drive(e, -1);
+		watch_drive(e, 0);
 		return;
 	}
 	curl_multi_perform(e->multi, &running);
+	e->driven = mono_now();
 	engine_collect(e);
 }
 
@@ -779,6 +844,7 @@ static void engine_release(engine *e)
 	e->xs = NULL;
 	e->n = e->cap = 0;
 	e->done_head = e->done_tail = NULL;
+	e->arr_head = e->arr_tail = NULL;
 	if (e->multi != NULL)
 		curl_multi_cleanup(e->multi);
 	e->multi = NULL;
@@ -801,8 +867,10 @@ static void engine_release(engine *e)
  * host reads them with engine:sockets() and engine:timeout() after each call into the
  * engine, and calls engine:socket_action(fd, events) when a socket is ready or
  * engine:socket_action() when the time has come. A watched engine's step() and wait() go
- * through socket_action too (wait() polls the recorded sockets itself), so a script can
- * still drive it without a host.
+ * through socket_action too (both poll the recorded sockets themselves, step() without
+ * waiting), so a script can still drive it without a host; the Lua scheduler watches its
+ * engine that way once it opens streams, since libcurl's perform polls every transfer's
+ * socket each time and socket_action only the ready ones.
  */
 
 /* Grows a sock_wish array to hold one more; -1 when out of memory. */
@@ -934,6 +1002,7 @@ static void watch_drive(engine *e, int wait_ms)
 		watch_action(e, CURL_SOCKET_TIMEOUT, 0);
 	else
 		engine_collect(e);
+	e->driven = mono_now();
 }
 
 /* Switches an engine to host-driven sockets. Transfers already running were driven by
@@ -1450,11 +1519,45 @@ static void push_result(lua_State *L, const xfer *x)
 	}
 }
 
-/* Reports every finished transfer as an array, freeing each once its table is stored. */
+/* Pushes the arrival notice of a stream transfer: id, arrived (bytes waiting), status, and
+ * the headers on its first notice. */
+static void push_arrival(lua_State *L, xfer *x)
+{
+	long status = 0;
+	lua_createtable(L, 0, 4);
+	lua_pushinteger(L, x->id);
+	lua_setfield(L, -2, "id");
+	set_number(L, "arrived", (lua_Number)x->body.len);
+	curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &status);
+	lua_pushinteger(L, (lua_Integer)status);
+	lua_setfield(L, -2, "status");
+	if (!x->announced) {
+		x->announced = 1;
+		push_headers(L, &x->head);
+		lua_setfield(L, -2, "headers");
+	}
+}
+
+/* Reports every arrival notice, then every finished transfer, as an array, freeing each
+ * finished one once its table is stored. A transfer that also finished is reported only by
+ * its result, whose body holds what was not taken. */
 static int push_finished(lua_State *L, engine *e)
 {
 	int n = 0;
 	lua_newtable(L);
+	while (e->arr_head != NULL) {
+		xfer *x = e->arr_head;
+		/* Unlinked first: should a table fail to build, the list stays consistent. */
+		e->arr_head = x->next_arrived;
+		if (e->arr_head == NULL)
+			e->arr_tail = NULL;
+		x->arrived = 0;
+		x->next_arrived = NULL;
+		if (x->done || x->body.len == 0)
+			continue;
+		push_arrival(L, x);
+		lua_rawseti(L, -2, ++n);
+	}
 	while (e->done_head != NULL) {
 		xfer *x = e->done_head;
 		push_result(L, x);
@@ -1545,7 +1648,9 @@ static const char *xfer_setup(engine *e, xfer *x, const req *r, lua_State *L)
 	curl_easy_setopt(h, CURLOPT_MAXREDIRS, r->max_redirects);
 	curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, r->connect_ms);
 	curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, r->timeout_ms);
-	curl_easy_setopt(h, CURLOPT_MAXFILESIZE_LARGE, r->max_response);
+	/* A stream's cap is on the bytes waiting to be taken, not on its Content-Length. */
+	if (!r->stream)
+		curl_easy_setopt(h, CURLOPT_MAXFILESIZE_LARGE, r->max_response);
 	if (r->stall_s > 0) {
 		curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, 1L);
 		curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, r->stall_s);
@@ -1656,8 +1761,8 @@ static void read_parts(lua_State *L, int t, req *r)
 static void read_request(lua_State *L, int t, req *r)
 {
 	static const char *const keys[] = { "method", "url", "headers", "body", "body_file",
-		"body_parts", "output", "connect_timeout", "timeout", "max_response", "follow", "max_redirects",
-		"fresh_connect", "stall_timeout", "ca_file", "ca_path", NULL };
+		"body_parts", "output", "connect_timeout", "timeout", "max_response", "follow",
+		"max_redirects", "fresh_connect", "stall_timeout", "ca_file", "ca_path", "stream", NULL };
 	int headers = 0;
 	size_t mlen;
 	luaL_checktype(L, t, LUA_TTABLE);
@@ -1686,6 +1791,9 @@ static void read_request(lua_State *L, int t, req *r)
 	r->stall_s = to_long(ceil(opt_number(L, t, "stall_timeout", 0)));
 	r->max_response = (curl_off_t)opt_count(L, t, "max_response", DEFAULT_MAX_RESPONSE);
 	r->follow = opt_bool(L, t, "follow", 1);
+	r->stream = opt_bool(L, t, "stream", 0);
+	if (r->stream && r->output != NULL)
+		luaL_error(L, "stream and output are mutually exclusive");
 	r->max_redirects = to_long(opt_count(L, t, "max_redirects", DEFAULT_MAX_REDIRECTS));
 	/* libcurl silently re-sends a request whose reused connection dies before any answer
 	 * byte ("Connection died, retrying a fresh connect"), POST included: for a submit that
@@ -1826,6 +1934,8 @@ static int engine_request(lua_State *L)
 		return luaL_error(L, "not enough memory");
 	x->id = e->next_id;
 	x->max_response = r.max_response;
+	x->eng = e;
+	x->stream = r.stream;
 	x->stall_s = r.stall_s;
 	x->timeout_ms = r.timeout_ms;
 	x->started = mono_now();
@@ -1895,15 +2005,25 @@ static int engine_wait(lua_State *L)
 {
 	engine *e = check_engine(L);
 	lua_Number ms = luaL_optnumber(L, 2, 1000);
+	lua_Number settle = luaL_optnumber(L, 3, 0);
 	if (!(ms >= 0))
 		ms = 0;
 	if (ms > INT_MAX)
 		ms = INT_MAX;
+	if (settle > 0 && e->done_head == NULL && e->arr_head == NULL) {
+		lua_Number rest = settle - (mono_now() - e->driven) * 1000;
+		if (rest > ms)
+			rest = ms;
+		if (rest >= 1) {
+			(void)poll(NULL, 0, (int)rest);
+			ms -= rest;
+		}
+	}
 	if (e->watched) {
-		watch_drive(e, e->done_head == NULL ? (int)ms : -1);
+		watch_drive(e, e->done_head == NULL && e->arr_head == NULL ? (int)ms : -1);
 		return push_finished(L, e);
 	}
-	if (e->done_head == NULL) {
+	if (e->done_head == NULL && e->arr_head == NULL) {
 		int fds = 0;
 		curl_multi_poll(e->multi, NULL, 0, (int)ms, &fds);
 	}
@@ -1940,6 +2060,21 @@ static int engine_progress(lua_State *L)
 	return 4;
 }
 
+/* engine:take(id) -> the bytes a stream transfer received since the last take, or nil when
+ * there are none (or no such transfer). The buffer keeps its memory for the next bytes. */
+static int engine_take(lua_State *L)
+{
+	engine *e = check_engine(L);
+	xfer *x = arg_xfer(L, e);
+	if (x == NULL || x->body.len == 0) {
+		lua_pushnil(L);
+		return 1;
+	}
+	lua_pushlstring(L, x->body.data, x->body.len);
+	x->body.len = 0;
+	return 1;
+}
+
 /* engine:cancel(id) -> true if the transfer was in flight; the next step() reports it. */
 static int engine_cancel(lua_State *L)
 {
@@ -1968,7 +2103,7 @@ static int engine_timeout(lua_State *L)
 {
 	engine *e = check_engine(L);
 	long ms = -1;
-	if (e->done_head != NULL)
+	if (e->done_head != NULL || e->arr_head != NULL)
 		ms = 0;
 	else if (e->watched)
 		ms = watch_timer_ms(e);
@@ -2064,6 +2199,26 @@ static int engine_tostring(lua_State *L)
 	return 1;
 }
 
+/* engine:configure{ max_host_connections, max_total_connections }: the bounds core.engine
+ * took, changed on a running engine (a scheduler raises its per-host backstop when a client
+ * needs more connections for its streams). */
+static int engine_configure(lua_State *L)
+{
+	static const char *const keys[] = { "max_host_connections", "max_total_connections", NULL };
+	engine *e = check_engine(L);
+	luaL_checktype(L, 2, LUA_TTABLE);
+	check_keys(L, 2, keys, "configure");
+	lua_getfield(L, 2, "max_host_connections");
+	if (!lua_isnil(L, -1))
+		curl_multi_setopt(e->multi, CURLMOPT_MAX_HOST_CONNECTIONS,
+			to_long(opt_count(L, 2, "max_host_connections", 0)));
+	lua_getfield(L, 2, "max_total_connections");
+	if (!lua_isnil(L, -1))
+		curl_multi_setopt(e->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS,
+			to_long(opt_count(L, 2, "max_total_connections", 0)));
+	return 0;
+}
+
 /* core.engine{...} -> engine. The userdata exists, closed, before the multi handle does, so
  * a failure at any point leaves nothing that __gc cannot free. */
 static int engine_new(lua_State *L)
@@ -2106,6 +2261,8 @@ static const luaL_Reg engine_methods[] = {
 	{ "step", engine_step },
 	{ "wait", engine_wait },
 	{ "progress", engine_progress },
+	{ "take", engine_take },
+	{ "configure", engine_configure },
 	{ "cancel", engine_cancel },
 	{ "pending", engine_pending },
 	{ "timeout", engine_timeout },

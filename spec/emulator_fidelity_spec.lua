@@ -465,6 +465,7 @@ describe("emulator config keys of issue 8", function()
     { "fal_min_start_timeout", -0.5 }, { "fal_min_start_timeout", "1" },
     { "fal_start_timeout_type", "timeout" },
     { "vtrix_string_codes", "yes" },
+    { "fal_stream", "off" }, { "fal_stream_cut_after", -1 }, { "fal_stream_cut_after", "2" },
     { "outcome", "flagged" },
   }
   for _, row in ipairs(bad) do

@@ -3,6 +3,7 @@
 -- (os.clock: this process), peak RSS (VmHWM), generations ok and failed, the first error.
 --
 --   lua_client.lua PROVIDER BASE_URL N IMAGE_PATH API_KEY
+-- VIDU_BENCH_STREAM=0 turns fal's status streams off (polling only).
 local vidu = require("vidu")
 local core = require("vidu.core")
 local json = require("vidu.json")
@@ -17,7 +18,9 @@ local function peak_rss_kb()
   return tonumber(s:match("VmHWM:%s*(%d+)")) or 0
 end
 
-local client = vidu.client(provider, { api_key = key, base_url = base_url })
+-- VIDU_BENCH_STREAM=0: fal polls instead of following its status stream (as before issue 10).
+local client = vidu.client(provider, { api_key = key, base_url = base_url,
+  stream = os.getenv("VIDU_BENCH_STREAM") ~= "0" })
 local ok, failed, first_error = 0, 0, nil
 local cpu0, wall0 = os.clock(), core.now()
 vidu.run(function()

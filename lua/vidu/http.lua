@@ -400,4 +400,48 @@ function Requester:request(spec, deadline)
   end
 end
 
+--- Opens a stream (a GET whose body is read while it arrives; see Scheduler:stream) with the
+-- client's auth, hosts check and logging, but outside the per-origin connection slots: a
+-- stream lasts as long as its task, and must not hold a slot a submit needs. The caller
+-- bounds how many are open (the client's max_streams). No retries: a refused or broken
+-- stream is the caller's cue to poll. spec: url, headers, max_response (bytes waiting,
+-- default 1 MiB), deadline (the scheduler's clock: the transfer's own timeout). Returns the
+-- scheduler's stream object | nil, err.
+function Requester:stream(spec)
+  local url = spec.url
+  local origin = url_mod.origin(url)
+  if not origin then
+    return nil, errors.new{
+      kind = "invalid", provider = self.provider, field = "url", limit = "http(s)",
+      message = "only http and https URLs are allowed: " .. tostring(url):sub(1, 100),
+    }
+  end
+  local headers = { Accept = "text/event-stream" }
+  for k, v in pairs(spec.headers or {}) do headers[k] = v end
+  local key = self.key()
+  if key and self.auth_header then
+    if not self.own[origin] then
+      return nil, errors.new{
+        kind = "invalid", provider = self.provider, field = "url", limit = "the provider's hosts",
+        message = string.format("%s is not one of %s's API hosts: the key is not sent there",
+          origin, tostring(self.provider)),
+      }
+    end
+    headers["Authorization"] = self.auth_header(key)
+  end
+  local sched = self.scheduler
+  local timeout = 0
+  if spec.deadline then
+    timeout = spec.deadline - sched:time()
+    if timeout <= 0 then return nil, self:_deadline_error("GET", url) end
+  end
+  self.requests = self.requests + 1
+  if self.log then self:_log("debug", "GET " .. url_mod.loggable(url) .. " (stream)", key) end
+  return sched:stream{
+    method = "GET", url = url, headers = headers, timeout = timeout,
+    connect_timeout = self.connect_timeout, max_response = spec.max_response or 1024 * 1024,
+    ca_file = self.ca_file, ca_path = self.ca_path,
+  }
+end
+
 return http

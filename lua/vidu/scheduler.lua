@@ -40,6 +40,11 @@ do
   PCALL_YIELDS = v == "through"
 end
 
+-- While streams are open, the engine is driven at most once per this many ms when it blocks
+-- (engine:wait's settle_ms): bytes of many streams are handled in one pass instead of one
+-- pass, each polling every transfer's socket, per arriving event.
+local STREAM_SETTLE_MS = 20
+
 -- The budget of one step() for resuming coroutines, in seconds.
 local DEFAULT_BUDGET = 0.002
 
@@ -94,6 +99,8 @@ function scheduler.new(opts)
     waiters = {},
     -- transfer id -> finished item, for blocking waiters
     done = {},
+    -- stream transfer id -> true when bytes arrived since its reader last looked
+    arrived = {},
     nlive = 0,
     -- coroutine made by pcall on plain 5.1 -> the scheduler coroutine it runs inside
     proxies = setmetatable({}, { __mode = "k" }),
@@ -115,11 +122,49 @@ function Scheduler:engine()
     -- The client bounds connections per host itself (a queue in Lua, so per-request
     -- timeouts start when a request really goes out); the engine's bound is only a backstop.
     if opts.max_host_connections == nil then opts.max_host_connections = 256 end
-    e = load_core().engine(opts)
+    local made = {}
+    for k, v in pairs(opts) do made[k] = v end
+    made.max_host_connections = self:_backstop()
+    self.applied = made.max_host_connections
+    e = load_core().engine(made)
     self._engine = e
     if self.host and self.host.watch then self:_watch(e) end
   end
   return e
+end
+
+--- Makes room in the engine's per-host backstop for `n` connections of `owner` (a client: its
+-- request slots plus its status streams, which hold a connection each for as long as their
+-- task runs). Without it, streams could fill libcurl's bound and a submit would queue behind
+-- them. The backstop becomes the larger of its own (256 unless engine_options say) and the
+-- sum over the owners still alive (weak keys: a dropped client gives its room back; a bound
+-- per host, summed over all hosts: room to spare, never too little).
+function Scheduler:reserve_connections(owner, n)
+  local r = self.reservations
+  if not r then
+    r = setmetatable({}, { __mode = "k" })
+    self.reservations = r
+  end
+  r[owner] = n
+  local e = self._engine
+  if e then
+    -- Raised past what it is believed to be; lowered again only from what was raised here
+    -- (an engine passed in keeps its own bound unless more is needed).
+    local want = self:_backstop()
+    local own = self.engine_options and self.engine_options.max_host_connections or 256
+    if want > (self.applied or own) or (self.applied and want < self.applied) then
+      e:configure{ max_host_connections = want }
+      self.applied = want
+    end
+  end
+end
+
+-- The engine's per-host bound: its own, or what the live reservations need if more.
+function Scheduler:_backstop()
+  local own = self.engine_options and self.engine_options.max_host_connections or 256
+  local sum = 0
+  for _, n in pairs(self.reservations or {}) do sum = sum + n end
+  return sum > own and sum or own
 end
 
 -- Switches the engine to host-watched sockets (for good: a later detach leaves it watched,
@@ -349,6 +394,7 @@ function Scheduler:_fire_timers()
   local now = self:time()
   while h[1] and h[1][1] <= now do
     local t = heap_pop(h)
+    t[5] = true -- popped: a stream's reader must not re-arm it (see Stream:read)
     if t[3] then self:_wake(t[3], t[4], "timer") end
   end
 end
@@ -357,13 +403,22 @@ function Scheduler:_dispatch(finished)
   if not finished then return end
   for i = 1, #finished do
     local item = finished[i]
-    local w = self.waiters[item.id]
-    self.waiters[item.id] = nil
-    if w == BLOCKING then
-      self.done[item.id] = item
-    elseif w and not self:_wake(w[1], w[2], "done", item) then
-      -- The waiter was already woken by its progress timer; it collects this on resuming.
-      self.done[item.id] = item
+    local id = item.id
+    local w = self.waiters[id]
+    if item.ok == nil then
+      -- An arrival notice of a stream transfer (see Scheduler:stream): its reader looks.
+      -- Only the first notice carries the headers: an unread one is kept until read.
+      local prev = self.arrived[id]
+      if not prev or item.headers then self.arrived[id] = item end
+      if w and w ~= BLOCKING and self:_wake(w[1], w[2], "data") then self.waiters[id] = nil end
+    else
+      self.waiters[id] = nil
+      if w == BLOCKING then
+        self.done[id] = item
+      elseif w and not self:_wake(w[1], w[2], "done", item) then
+        -- The waiter was already woken by its progress timer; it collects this on resuming.
+        self.done[id] = item
+      end
     end
   end
 end
@@ -382,7 +437,8 @@ function Scheduler:_tick(max_wait)
     -- engine:wait sleeps the full time even with nothing in flight (all coroutines between
     -- polls), and wakes as soon as a transfer finishes.
     engine = engine or self:engine()
-    self:_dispatch(engine:wait(math.ceil(max_wait * 1000)))
+    self:_dispatch(engine:wait(math.ceil(max_wait * 1000),
+      (self.nstreams or 0) > 0 and STREAM_SETTLE_MS or nil))
   elseif engine then
     self:_dispatch(engine:step())
   end
@@ -712,6 +768,102 @@ function Scheduler:transfer(spec, opts)
   local item = self.done[id]
   self.done[id] = nil
   return item
+end
+
+---------------------------------------------------------------------------------------------
+-- Streams: a transfer whose body is read while it arrives (vidu.core's stream = true).
+
+local Stream = {}
+Stream.__index = Stream
+
+--- Starts an engine transfer with stream = true and returns a stream object at once:
+-- stream:read(deadline, events) waits for what arrived, stream:close() ends it (always call
+-- it: open streams make the loop settle, see STREAM_SETTLE_MS). The bytes stay in the
+-- engine's C buffer until read; an arrival wakes the reader once per engine call.
+function Scheduler:stream(spec)
+  if not self:current() then self:_may_block("a stream") end
+  local engine = self:engine()
+  spec.stream = true
+  -- Many long transfers: libcurl's perform would poll every one of their sockets each time
+  -- the loop turns; its socket interface (engine:watch, then driven by engine:wait's own
+  -- poll) serves only the ready ones. For good, as a host's watch is.
+  if not self.watched then self:_watch(engine) end
+  local id = engine:request(spec)
+  self.nstreams = (self.nstreams or 0) + 1
+  return setmetatable({ scheduler = self, engine = engine, id = id }, Stream)
+end
+
+--- Waits until bytes arrive, the transfer ends, `deadline` (the scheduler's clock) passes or
+-- one of `events` (a list of scheduler events) fires. Returns
+--   "data", bytes, stream    bytes that arrived (stream.status, stream.headers: the answer's)
+--   "done", item, rest       the engine's finished item (rest: bytes not read before, or nil)
+--   "timeout" | "event"
+function Stream:read(deadline, events)
+  local s, e, id = self.scheduler, self.engine, self.id
+  if self.item then return "done", self.item end
+  events = events or {}
+  while true do
+    local item = s.done[id]
+    if item then
+      s.done[id], s.arrived[id] = nil, nil
+      self.item = item
+      local rest = item.body
+      item.body = nil
+      return "done", item, rest ~= "" and rest or nil
+    end
+    local notice = s.arrived[id]
+    if notice then
+      s.arrived[id] = nil
+      if notice.headers then self.status, self.headers = notice.status, notice.headers end
+      local bytes = e:take(id)
+      if bytes then return "data", bytes, self end
+    end
+    for i = 1, #events do if events[i].fired then return "event" end end
+    if deadline and s:time() >= deadline then return "timeout" end
+    local co = s:current()
+    if co then
+      local token = {}
+      s.waiters[id] = { co, token }
+      if deadline then
+        -- One timer per deadline, re-armed for each park, instead of one per read: a stream
+        -- is read once per event, thousands of times, and stale timers would pile up.
+        local t = self.timer
+        if t and t[1] == deadline and not t[5] then
+          t[3], t[4] = co, token
+        else
+          self.timer = s:_add_timer(deadline, co, token)
+        end
+      end
+      for i = 1, #events do events[i].waiters[#events[i].waiters + 1] = { co, token } end
+      local what, got = s:_park(co, token)
+      if s.waiters[id] and s.waiters[id][2] == token then s.waiters[id] = nil end
+      if what == "done" then s.done[id] = got end
+    else
+      s:_may_block("a stream")
+      s.waiters[id] = BLOCKING
+      if deadline then s:_add_timer(deadline, nil, nil) end
+      s:_block(function()
+        if s.done[id] or s.arrived[id] then return true end
+        for i = 1, #events do if events[i].fired then return true end end
+        return deadline ~= nil and s:time() >= deadline
+      end, "a stream")
+      if s.waiters[id] == BLOCKING then s.waiters[id] = nil end
+    end
+  end
+end
+
+--- Ends the stream: cancels the transfer if it still runs and forgets its leftovers. Safe to
+-- call twice.
+function Stream:close()
+  if self.closed then return end
+  self.closed = true
+  local s, id = self.scheduler, self.id
+  s.nstreams = s.nstreams - 1
+  -- A canceled transfer's result comes with a later engine call; with no waiter left,
+  -- _dispatch drops it.
+  if not self.item then self.engine:cancel(id) end
+  s.done[id], s.arrived[id] = nil, nil
+  if s.waiters[id] then s.waiters[id] = nil end
 end
 
 ---------------------------------------------------------------------------------------------

@@ -38,6 +38,9 @@ local MAX_POLL_FAILURES = 3
 -- What a wait with a timeout may run past it: the requests in flight at the deadline (the
 -- last look included) are cut this long after it, so wait returns within timeout + 1 s.
 local GRACE = 0.9
+-- Status streams one wait opens for a task at most (the first, and reconnections after a
+-- stream broke or a callback interrupted it); after that the task polls.
+local MAX_FOLLOWS = 3
 
 --- Makes a task from a driver's handle (submit's or attach's answer: id plus whatever the
 -- provider needs to find the task again). The task starts "queued"; the caller applies the
@@ -299,11 +302,26 @@ function Task:wait(opts)
   -- The pace's handle on this wait (vidu.pace): what it knows of this task's age.
   local ticket = pace:ticket(self.pace_key, self.started_at, self._ticket)
   self._ticket = ticket
+  local follows = 0
   while true do
+    local last, look_now = false, false
+    -- Push instead of poll: where the driver offers a status stream and the client has a
+    -- stream place free, follow the task on it. A stream refused, broken or ended early
+    -- leaves the task to the polls below (a broken one may be followed again later).
+    if client.streaming and not self._stream_off and follows < MAX_FOLLOWS
+      and client:_stream_acquire() then
+      follows = follows + 1
+      local how = self:_follow(deadline, ctx, on_update)
+      seen = snapshot(self)
+      if self:done() then return self:_finished() end
+      -- The stream saw the task still running until now: the pace plans from there.
+      pace:polled(ticket, sched:time())
+      -- At the deadline the wait looks one last time, as it does when polling.
+      if how == "deadline" then last, look_now = true, true end
+    end
     -- Sleep until wake_at, or as the pace plans once this kind of task has taught it: a
     -- task of the same kind finishing sooner than any before wakes this one to plan again.
-    local last = false
-    while true do
+    while not look_now do
       -- An observation delivered while asleep (a callback) may have changed or ended the task.
       if on_update and changed(seen, snapshot(self)) then
         seen = snapshot(self)
@@ -347,6 +365,34 @@ function Task:wait(opts)
     if gap > max then gap = max end
     wake_at = sched:time() + pace:jitter(gap)
   end
+end
+
+-- Follows the task on the driver's status stream (driver.follow) until it ends, the wait's
+-- deadline or a callback's observation (the task's wake event); every reading goes through
+-- Task:apply. Holds one of the client's stream places, taken by the caller. Returns how the
+-- stream ended (see the fal driver's follow).
+function Task:_follow(deadline, ctx, on_update)
+  local client = self.client
+  if not self._wake then self._wake = client.scheduler:event() end
+  local wake = self._wake
+  local function on_obs(obs)
+    -- The stream's own readings must not interrupt the stream: only a callback's may.
+    self._wake = nil
+    local did = self:apply(obs)
+    if not wake.fired then self._wake = wake end
+    if did and on_update then on_update(self) end
+  end
+  -- The place goes back whatever happens, an on_update that raises included.
+  local ok, how, err = client.scheduler:pcall(client._within, client, ctx and ctx.deadline,
+    client.driver.follow, client, self, on_obs, deadline, { wake })
+  client:_stream_release()
+  if not ok then error(how, 0) end
+  if how == "refused" then self._stream_off = true end
+  if how == "broken" and client._log then
+    client._log("info", string.format("%s task %s: status stream broken, polling (%s)",
+      self.provider, self.id, tostring(err and err.message)))
+  end
+  return how
 end
 
 -- The end of a wait on a finished task: the pace learns from a success, the outcome.

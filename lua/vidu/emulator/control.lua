@@ -12,7 +12,9 @@
 -- webhook_duplicate, webhook_out_of_order. Readings of the providers where their sources
 -- differ (checked by check_knobs; defaults in init.lua): vidu_cancel_state,
 -- vidu_max_image_bytes, vidu_upload_refuse_at, vidu_tasks_list, media_ttl, fal_retryable_header,
--- fal_min_start_timeout, fal_start_timeout_type, vtrix_string_codes.
+-- fal_min_start_timeout, fal_start_timeout_type, vtrix_string_codes. For clients' fallback
+-- tests: fal_stream ("serve", "refuse", "json", "silent") and fal_stream_cut_after (N events,
+-- or false), fal's status stream misbehaving (providers/fal.lua).
 --   GET  /_emulator/health
 if jit then jit.off(true, true) end -- LuaJIT runs this module interpreted (see vidu/init.lua)
 local json = require("vidu.emulator.json")
@@ -78,6 +80,7 @@ local CHOICES = {
   vidu_tasks_list = { "on", "no_state", "absent" },              -- providers/vidu.lua, list
   fal_retryable_header = { "omit", "false", "true" },            -- providers/fal.lua, result
   fal_start_timeout_type = { "request_timeout", "startup_timeout" }, -- providers/fal.lua
+  fal_stream = { "serve", "refuse", "json", "silent" },          -- providers/fal.lua, stream
 }
 
 local function one_of(v, list)
@@ -109,6 +112,10 @@ function M.check_knobs(body)
   local max = body.vidu_max_image_bytes
   if max ~= nil and (type(max) ~= "number" or max < 1 or max ~= math.floor(max)) then
     return "vidu_max_image_bytes must be a whole number of bytes >= 1"
+  end
+  local cut = body.fal_stream_cut_after
+  if cut ~= nil and cut ~= false and (type(cut) ~= "number" or cut < 0 or cut ~= math.floor(cut)) then
+    return "fal_stream_cut_after must be a whole number of events >= 0, or false"
   end
   local min = body.fal_min_start_timeout
   if min ~= nil and (type(min) ~= "number" or min < 0) then

@@ -40,6 +40,11 @@ M.DEFAULTS = {
   webhook_out_of_order = false,
   sync_timeout = 60,         -- WaveSpeed enable_sync_mode: longest wait before answering
   stream_interval = 0.2,     -- fal status/stream: seconds between events
+  -- fal status/stream, for clients' fallback tests: "serve" (events until COMPLETED),
+  -- "refuse" (404 with fal's error body), "json" (200 with the plain status JSON, not an event
+  -- stream), "silent" (the 200 event-stream head, then nothing until the client leaves)
+  fal_stream = "serve",
+  fal_stream_cut_after = false, -- N: the stream's connection is closed after N events, mid-answer
   log_limit = 20000,         -- requests kept in the log (oldest dropped first)
   log_body_limit = 4194304,  -- bytes of each logged body
   ffmpeg_timeout = 120,      -- seconds an ffmpeg run may take; killed past it (bundled video served)
@@ -195,6 +200,11 @@ end
 
 --- Resets the connection without an answer.
 function Reply:reset() return self.res:reset() end
+--- Closes the connection now (FIN), mid-answer: a streamed answer is cut short.
+function Reply:close_now()
+  self.dead = true
+  return self.res:close_now()
+end
 --- Never answers: keeps the connection open and silent.
 function Reply:hang() return self.res:hang() end
 --- Calls fn after ms milliseconds, unless the connection has gone.

@@ -14,6 +14,12 @@
 --   read(json)                        a task answer -> observation; pure, no I/O
 --   read_callback(json)               a callback body -> observation, task id; pure
 --   cancel(client, task)              -> true (or an observation) | nil, err; optional
+--   follow(client, task, on_obs, deadline, events)
+--                                     follows the task on a push channel (fal's status
+--                                     stream), handing each observation to on_obs (the task
+--                                     applies it); returns how it ended: "finished",
+--                                     "refused", "broken" (, err), "deadline" or "event";
+--                                     optional (task:wait polls without it)
 --   attach(client, handle)            -> handle, filled in for a bare id; optional
 -- An observation is { status, video_url, cover_url, cost, queue_position, logs, progress,
 -- error = { kind, code, message, retryable }, raw, extra }: what the provider said, never a

@@ -12,6 +12,8 @@ local images = require("vidu.images")
 local url = require("vidu.url")
 local fields = require("vidu.providers.fields")
 local common = require("vidu.providers.common")
+local json = require("vidu.json")
+local sse = require("vidu.sse")
 
 local str, tab = common.str, common.tab
 local F = fields.F
@@ -302,6 +304,109 @@ function fal.poll(client, task)
   if not final then return nil, ferr end
   final.raw, final.logs = obs.raw, obs.logs
   return final
+end
+
+-- A stream silent this long (no event, not even a comment) is given up: the task polls.
+local STREAM_IDLE = 30
+-- Bytes an event of the stream may reach (fal sends every log line again in each event).
+local STREAM_EVENT_MAX = 1024 * 1024
+
+-- The stream URL of a status URL: {status_url}/stream?logs=1 (a query stays at the end).
+local function stream_url(status_url)
+  local path, query = status_url:match("^([^?#]*)(.*)$")
+  return url.add_query(url.trim_slash(path) .. "/stream" .. query, "logs=1")
+end
+
+--- Follows the task on fal's status stream, GET {status_url}/stream?logs=1 (server-sent
+-- events, each event's data a status body as poll reads it), handing every reading to
+-- `on_obs` (the task applies it). On COMPLETED the stream is closed and the result read
+-- once, as poll does. `deadline` (the scheduler's clock) cuts the stream; `events` (scheduler
+-- events) interrupt it. Returns how it ended:
+--   "finished"   a terminal observation was handed over (or the result's, after COMPLETED)
+--   "refused"    not a 200 text/event-stream answer: poll this task instead
+--   "broken"     the stream failed, went silent, or ended without a terminal status; err
+--   "deadline" | "event"
+function fal.follow(client, task, on_obs, deadline, events)
+  local stream, err = client:stream{ url = stream_url(task.status_url), deadline = deadline,
+    max_response = STREAM_EVENT_MAX }
+  if not stream then return "broken", err end
+  local parser = sse.parser(STREAM_EVENT_MAX)
+  local sched = client.scheduler
+  local checked, last = false, nil
+  local function accepted(status, headers)
+    local ct = headers and headers["content-type"] or ""
+    return status == 200 and ct:find("text/event-stream", 1, true) ~= nil
+  end
+  -- Reads events from bytes; returns a way of ending, or nil to read on.
+  local function consume(bytes)
+    local evs, perr = parser:feed(bytes)
+    if not evs then return "broken", common.provider_error("fal", perr, { retryable = true }) end
+    for i = 1, #evs do
+      local data = evs[i].data
+      -- An event that repeats the last one says nothing new (the stream may send the status
+      -- again and again while nothing changes): not even decoded.
+      local obs, completed
+      if data ~= last then
+        last = data
+        obs, completed = fal.read(json.decode(data))
+      end
+      if obs then
+        if completed then
+          stream:close()
+          local final, ferr = poll_result(client, task, obs.raw)
+          if not final then return "broken", ferr end
+          final.raw, final.logs = obs.raw, obs.logs
+          on_obs(final)
+          return "finished"
+        end
+        on_obs(obs)
+        if obs.status == "canceled" then return "finished" end
+      end
+    end
+    return nil
+  end
+  local how, why
+  -- The idle limit is checked when it falls due, not re-armed for every event: one timer.
+  local last_data = sched:time()
+  local idle_at = last_data + STREAM_IDLE
+  while true do
+    local what, a, b = stream:read((deadline and deadline < idle_at) and deadline or idle_at,
+      events)
+    if what == "data" then last_data = sched:time() end
+    if what == "data" then
+      if not checked then
+        checked = true
+        if not accepted(b.status, b.headers) then how = "refused" break end
+      end
+      how, why = consume(a)
+      if how then break end
+    elseif what == "done" then
+      if not a.ok then
+        how, why = "broken", common.provider_error("fal", "the status stream failed: " ..
+          tostring(a.message or a.error), { retryable = true })
+        break
+      end
+      if not checked and not accepted(a.status, a.headers) then how = "refused" break end
+      how, why = consume(b or "")
+      if not how then
+        how, why = "broken", common.provider_error("fal",
+          "the status stream ended without a final status", { retryable = true })
+      end
+      break
+    elseif what == "event" then
+      how = "event" break
+    elseif deadline and sched:time() >= deadline then
+      how = "deadline" break
+    elseif sched:time() - last_data < STREAM_IDLE then
+      idle_at = last_data + STREAM_IDLE
+    else
+      how, why = "broken", common.provider_error("fal", string.format(
+        "the status stream sent nothing for %d s", STREAM_IDLE), { retryable = true })
+      break
+    end
+  end
+  stream:close()
+  return how, why
 end
 
 --- Cancels with PUT {cancel_url}; any 2xx means fal accepted (it may still finish a request

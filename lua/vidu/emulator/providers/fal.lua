@@ -321,15 +321,28 @@ function P.routes(app, r)
     local task = find_task(app, req, res, id)
     if not task then return end
     local logs = want_logs(req)
+    -- Config fal_stream and fal_stream_cut_after (see the emulator's defaults) make the
+    -- stream misbehave, for clients' fallback to polling.
+    local mode = app.config.fal_stream or "serve"
+    if mode == "refuse" then return app:json(res, 404, { detail = "Not Found" }) end
+    if mode == "json" then
+      local b = status_body(app, task, app.tasks:poll(task), logs)
+      return app:json(res, 200, b, { ["x-fal-request-id"] = task.id })
+    end
     res:stream(200, { ["Content-Type"] = "text/event-stream", ["Cache-Control"] = "no-cache",
       ["x-fal-request-id"] = task.id })
     if res.head_only then return res:finish() end
+    if mode == "silent" then return end
     local interval = math.floor((tonumber(app.config.stream_interval) or 0.2) * 1000)
+    local cut = tonumber(app.config.fal_stream_cut_after)
+    local sent = 0
     local function tick()
       if res:closed() then return end
+      if cut and sent >= cut then return res:close_now() end
       local stage = app.tasks:poll(task)
       local b = status_body(app, task, stage, logs)
       res:write("data: " .. json.encode(b) .. "\n\n")
+      sent = sent + 1
       if b.status == "COMPLETED" then return res:finish() end
       res:after(interval, tick)
     end
