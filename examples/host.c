@@ -28,6 +28,8 @@
 static const char *const setup_lua =
 	"local url, count, image, provider = ...\n"
 	"local vidu = require('vidu')\n"
+	"-- VIDU_HOST_GC=generational|incremental|stop: the collector's mode, to compare its pauses\n"
+	"if os.getenv('VIDU_HOST_GC') then collectgarbage(os.getenv('VIDU_HOST_GC')) end\n"
 	"local client = vidu.client(provider, { api_key = os.getenv('VIDU_HOST_KEY') or 'host-key',\n"
 	"  base_url = url })\n"
 	"local state = { done = 0, failed = 0, count = count }\n"
