@@ -304,6 +304,24 @@ describe("fal tasks on the status stream", function()
     assert.are.equal(6, count(RESULT_PATH))
   end)
 
+  it("gives the stream's place back when on_update raises while the task is followed", function()
+    emu:config{ polls = 10 }
+    local c = client{ max_streams = 1 }
+    local ok, err = sched:run(function()
+      local task = submit(c)
+      return sched:pcall(task.wait, task, { timeout = 30,
+        on_update = function() error("the caller's on_update failed", 0) end })
+    end)
+    assert.is_false(ok)
+    assert.are.equal("the caller's on_update failed", err)
+    assert.are.equal(1, c:counters().streams_peak)
+    assert.are.equal(0, c:counters().streams)
+    -- The place is free: the next task follows its stream.
+    local done = sched:run(function() return submit(c):wait{ timeout = 30 } end)
+    assert.is_true(done)
+    assert.are.equal(0, c:counters().streams)
+  end)
+
   it("open streams take neither the request slots nor libcurl's connections that submits need", function()
     -- Streams that never end, more of them than the engine's own per-host bound and than
     -- the client's request slots; a submit must still go out at once.
