@@ -59,6 +59,24 @@ describe("vidu.scheduler", function()
     assert.are.same({ "a", "a2", "b", "c" }, order)
   end)
 
+  it("sleeps on an event that does not fire leave nothing on its list", function()
+    local s = fresh()
+    local ev = s:event()
+    s:run(function()
+      for _ = 1, 50 do assert.are.equal("timer", s:sleep(0.001, { ev, s:event() })) end
+    end)
+    -- One entry per sleep used to stay until the event fired: a task's callback event,
+    -- slept on at every poll, grew by one for each.
+    assert.are.equal(0, #ev.waiters)
+    -- And the event still wakes a sleeper.
+    local woke
+    s:run(function()
+      s:spawn(function() s:sleep(0.001) s:signal(ev) end)
+      woke = s:sleep(30, ev)
+    end)
+    assert.are.equal("event", woke)
+  end)
+
   it("a sleep takes at least its time", function()
     local s = fresh()
     local t0 = core.now()

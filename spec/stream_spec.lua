@@ -252,6 +252,30 @@ describe("fal tasks on the status stream", function()
     assert.are.equal(0, c:counters().streams)
   end)
 
+  it("a long-followed task keeps no stale entry per event on its callback event", function()
+    -- Many events (the status repeated every 10 ms for 30 looks), each read parking on the
+    -- task's wake event beside the transfer: the event's list must not grow with them.
+    emu:config{ polls = 30, stream_interval = 0.01 }
+    local c = client()
+    local most, done = 0, false
+    local ok = sched:run(function()
+      local task = submit(c)
+      sched:spawn(function()
+        while not done do
+          local ev = task._wake
+          if ev and ev.waiters and #ev.waiters > most then most = #ev.waiters end
+          sched:sleep(0.005)
+        end
+      end)
+      local r = task:wait{ timeout = 20 }
+      done = true
+      return r
+    end)
+    assert.is_true(ok)
+    assert.are.equal(1, count(STREAM_PATH))
+    assert.is_true(most <= 1, "entries on the wake event: " .. most)
+  end)
+
   it("stream = false polls as before", function()
     local c = client{ stream = false }
     local task = submit(c)

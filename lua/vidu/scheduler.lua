@@ -256,6 +256,32 @@ function Scheduler:_add_timer(at, co, token)
 end
 
 
+-- Takes a sleeper's entry off an event's list once its sleep ended another way (its timer,
+-- a transfer), so an event that seldom fires (a task's callback event, waited on at every
+-- poll or stream read) does not collect one stale entry per sleep.
+local function unwait(ev, entry)
+  local ws = ev.waiters
+  if not ws then return end -- fired meanwhile: the list is gone
+  for i = #ws, 1, -1 do
+    if ws[i] == entry then
+      table.remove(ws, i)
+      return
+    end
+  end
+end
+
+-- Puts the parking coroutine on each event's list; returns the entries, for unwait.
+local function await_all(evs, co, token)
+  local entries = {}
+  for i = 1, #evs do
+    local entry = { co, token }
+    entries[i] = entry
+    local ws = evs[i].waiters
+    ws[#ws + 1] = entry
+  end
+  return entries
+end
+
 function Scheduler:_fire(ev)
   if ev.fired then return end
   ev.fired = true
@@ -703,10 +729,12 @@ function Scheduler:sleep(seconds, ev)
   if co then
     local token = {}
     self:_add_timer(at, co, token)
-    for i = 1, #evs do evs[i].waiters[#evs[i].waiters + 1] = { co, token } end
+    local entries = await_all(evs, co, token)
     -- A timer wakes with "timer"; an event's _fire passes nothing. The other sources'
     -- wake-ups find the token gone and are dropped.
-    return self:_park(co, token) == "timer" and "timer" or "event"
+    local why = self:_park(co, token)
+    for i = 1, #evs do unwait(evs[i], entries[i]) end
+    return why == "timer" and "timer" or "event"
   end
   self:_may_block("a sleep")
   -- A bare timer bounds how long the engine blocks, so we wake up on time.
@@ -834,8 +862,9 @@ function Stream:read(deadline, events)
           self.timer = s:_add_timer(deadline, co, token)
         end
       end
-      for i = 1, #events do events[i].waiters[#events[i].waiters + 1] = { co, token } end
+      local entries = await_all(events, co, token)
       local what, got = s:_park(co, token)
+      for i = 1, #events do unwait(events[i], entries[i]) end
       if s.waiters[id] and s.waiters[id][2] == token then s.waiters[id] = nil end
       if what == "done" then s.done[id] = got end
     else

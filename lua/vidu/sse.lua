@@ -28,8 +28,11 @@ end
 -- Applies one line (without its end) to the event being built; dispatches on a blank line.
 function Parser:_line(line, out)
   if line == "" then
-    if self.data then
-      out[#out + 1] = { data = table.concat(self.data, "\n"), event = self.event, id = self.id }
+    local d = self.data
+    if d then
+      -- One data line (the usual event) is kept as its string; more as a list.
+      if type(d) == "table" then d = table.concat(d, "\n") end
+      out[#out + 1] = { data = d, event = self.event, id = self.id }
     end
     self.data, self.event, self.held = nil, nil, 0
     return
@@ -39,21 +42,31 @@ function Parser:_line(line, out)
   local name, value
   if colon then
     name = line:sub(1, colon - 1)
-    value = line:sub(colon + 1)
-    if value:byte(1) == 32 then value = value:sub(2) end
+    -- One space after the colon is not part of the value.
+    value = line:sub(line:byte(colon + 1) == 32 and colon + 2 or colon + 1)
   else
     name, value = line, ""
   end
   if name == "data" then
     local d = self.data
-    if not d then d = {} self.data = d end
-    d[#d + 1] = value
+    if d == nil then
+      self.data = value
+    elseif type(d) == "string" then
+      self.data = { d, value }
+    else
+      d[#d + 1] = value
+    end
     self.held = self.held + #value + 1
   elseif name == "event" then
     self.event = value
   elseif name == "id" and not value:find("\0", 1, true) then
     self.id = value
   end
+end
+
+--- True when the bytes fed so far ended on an event's end: nothing is held.
+function Parser:idle()
+  return self.buf == "" and self.data == nil
 end
 
 --- Feeds bytes that arrived: a list of the events they completed ({ data, event, id }) |

@@ -332,15 +332,19 @@ function fal.follow(client, task, on_obs, deadline, events)
   if not stream then return "broken", err end
   local parser = sse.parser(STREAM_EVENT_MAX)
   local sched = client.scheduler
-  local checked, last = false, nil
+  local checked, last, last_bytes = false, nil, nil
   local function accepted(status, headers)
     local ct = headers and headers["content-type"] or ""
     return status == 200 and ct:find("text/event-stream", 1, true) ~= nil
   end
   -- Reads events from bytes; returns a way of ending, or nil to read on.
   local function consume(bytes)
+    -- The very bytes of the last read again, whole events both times: the stream repeating
+    -- its status, which says nothing new (the usual case while a task runs): not parsed.
+    if bytes == last_bytes and parser:idle() then return nil end
     local evs, perr = parser:feed(bytes)
     if not evs then return "broken", common.provider_error("fal", perr, { retryable = true }) end
+    last_bytes = parser:idle() and bytes or nil
     for i = 1, #evs do
       local data = evs[i].data
       -- An event that repeats the last one says nothing new (the stream may send the status
