@@ -229,6 +229,31 @@ function Requester:_deadline_error(method, url, last)
   return err
 end
 
+-- Where a request may go: an http(s) URL, and when it carries the key (`auth` not false and a
+-- key set) one of the provider's own hosts, a URL from an answer that points elsewhere being
+-- refused rather than sent the key; sets headers.Authorization then. Returns the URL's
+-- origin | nil, err.
+function Requester:_target(url, headers, auth, key)
+  local origin = url_mod.origin(url)
+  if not origin then
+    return nil, errors.new{
+      kind = "invalid", provider = self.provider, field = "url", limit = "http(s)",
+      message = "only http and https URLs are allowed: " .. tostring(url):sub(1, 100),
+    }
+  end
+  if auth ~= false and key and self.auth_header then
+    if not self.own[origin] then
+      return nil, errors.new{
+        kind = "invalid", provider = self.provider, field = "url", limit = "the provider's hosts",
+        message = string.format("%s is not one of %s's API hosts: the key is not sent there",
+          origin, tostring(self.provider)),
+      }
+    end
+    headers["Authorization"] = self.auth_header(key)
+  end
+  return origin
+end
+
 --- Performs a request (see the README's driver contract for the spec). With
 -- spec.read_errors, a final HTTP error answer that is not about access (401, 403, 429) comes
 -- back as resp (status >= 400) for the driver to read; retries happen as usual first. Returns
@@ -247,20 +272,16 @@ function Requester:request(spec, deadline)
     if type(spec.path) ~= "string" then error("client:request needs url or path", 3) end
     url = url_mod.join(self.base_url, spec.path)
   end
-  local origin = url_mod.origin(url)
-  if not origin then
-    return nil, errors.new{
-      kind = "invalid", provider = self.provider, field = "url", limit = "http(s)",
-      message = "only http and https URLs are allowed: " .. tostring(url):sub(1, 100),
-    }
-  end
-  local idempotent = spec.idempotent
-  if idempotent == nil then idempotent = IDEMPOTENT[method] == true end
-
   local headers = {}
   if spec.headers then
     for k, v in pairs(spec.headers) do headers[k] = v end
   end
+  local key = self.key()
+  local origin, terr = self:_target(url, headers, spec.auth, key)
+  if not origin then return nil, terr end
+  local idempotent = spec.idempotent
+  if idempotent == nil then idempotent = IDEMPOTENT[method] == true end
+
   local body, body_parts = spec.body, nil
   -- spec.json: a table, encoded here; or a function returning the table, called (and its
   -- answer encoded) only once a connection slot is granted, so requests that queue for a
@@ -272,19 +293,6 @@ function Requester:request(spec, deadline)
     if headers["Content-Type"] == nil then headers["Content-Type"] = "application/json" end
   end
   if not spec.output and headers["Accept"] == nil then headers["Accept"] = "application/json" end
-  local key = self.key()
-  if spec.auth ~= false and key and self.auth_header then
-    -- The key goes only to the provider's own hosts: a URL from an answer that points
-    -- elsewhere is refused rather than sent the key.
-    if not self.own[origin] then
-      return nil, errors.new{
-        kind = "invalid", provider = self.provider, field = "url", limit = "the provider's hosts",
-        message = string.format("%s is not one of %s's API hosts: the key is not sent there",
-          origin, tostring(self.provider)),
-      }
-    end
-    headers["Authorization"] = self.auth_header(key)
-  end
 
   local timeout = spec.timeout
   if timeout == nil then timeout = spec.output and self.download_timeout or self.timeout end
@@ -409,26 +417,11 @@ end
 -- scheduler's stream object | nil, err.
 function Requester:stream(spec)
   local url = spec.url
-  local origin = url_mod.origin(url)
-  if not origin then
-    return nil, errors.new{
-      kind = "invalid", provider = self.provider, field = "url", limit = "http(s)",
-      message = "only http and https URLs are allowed: " .. tostring(url):sub(1, 100),
-    }
-  end
   local headers = { Accept = "text/event-stream" }
   for k, v in pairs(spec.headers or {}) do headers[k] = v end
   local key = self.key()
-  if key and self.auth_header then
-    if not self.own[origin] then
-      return nil, errors.new{
-        kind = "invalid", provider = self.provider, field = "url", limit = "the provider's hosts",
-        message = string.format("%s is not one of %s's API hosts: the key is not sent there",
-          origin, tostring(self.provider)),
-      }
-    end
-    headers["Authorization"] = self.auth_header(key)
-  end
+  local origin, terr = self:_target(url, headers, true, key)
+  if not origin then return nil, terr end
   local sched = self.scheduler
   local timeout = 0
   if spec.deadline then
