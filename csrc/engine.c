@@ -65,7 +65,9 @@
  *     output. The finished result's body is what was not taken yet.
  *   engine:take(id) -> bytes | nil   the bytes a stream transfer received since the last
  *     take (nil: none, or no such transfer)
- *   engine:step() / engine:wait(ms = 1000 [, settle_ms]) -> { result, ... }   (wait returns
+ *   engine:step([poll_sockets = true]) / engine:wait(ms = 1000 [, settle_ms]) -> { result, ... }
+ *     (step never blocks; on a watched engine it polls the recorded sockets without waiting
+ *     unless poll_sockets is false: a host that watches them itself says so; wait returns
  *     at once when results or arrival notices are already waiting; with nothing in flight it
  *     sleeps the ms). settle_ms: when the engine was last driven less than settle_ms ago, wait
  *     first sleeps the rest (within ms) so that bytes of many streams pile up and one pass
@@ -810,13 +812,14 @@ static void engine_collect(engine *e)
 static void watch_drive(engine *e, int wait_ms);
 
 /* Drives libcurl without blocking and moves every finished transfer to the done queue. A
- * watched engine is driven through socket_action instead: its recorded sockets polled without
- * waiting, then its timer if due (so step() serves a watched engine nobody else drives). */
-static void engine_perform(engine *e)
+ * watched engine is driven through socket_action instead: with poll_sockets its recorded
+ * sockets polled without waiting (so step() serves a watched engine nobody else drives), then
+ * its timer if due; without, the timer only (a host watches the sockets and reports them). */
+static void engine_perform(engine *e, int poll_sockets)
 {
 	int running = 0;
 	if (e->watched) {
-		watch_drive(e, 0);
+		watch_drive(e, poll_sockets ? 0 : -1);
 		return;
 	}
 	curl_multi_perform(e->multi, &running);
@@ -1989,11 +1992,11 @@ static int engine_request(lua_State *L)
 	return 1;
 }
 
-/* engine:step() -> finished results; never blocks. */
+/* engine:step([poll_sockets]) -> finished results; never blocks. */
 static int engine_step(lua_State *L)
 {
 	engine *e = check_engine(L);
-	engine_perform(e);
+	engine_perform(e, lua_isnoneornil(L, 2) ? 1 : lua_toboolean(L, 2));
 	return push_finished(L, e);
 }
 
@@ -2027,7 +2030,7 @@ static int engine_wait(lua_State *L)
 		int fds = 0;
 		curl_multi_poll(e->multi, NULL, 0, (int)ms, &fds);
 	}
-	engine_perform(e);
+	engine_perform(e, 1);
 	return push_finished(L, e);
 }
 

@@ -565,7 +565,10 @@ function Scheduler:step(budget)
   local t0 = self:time()
   self.stepping = true
   local e = self._engine
-  return self:_advance(e and e:step(), budget, t0)
+  -- A host that watches libcurl's sockets reports them through socket_ready: step() then
+  -- serves only libcurl's timer. Without one, it looks at the sockets itself.
+  local host = self.host
+  return self:_advance(e and e:step(not (host and host.watch)), budget, t0)
 end
 
 --- For a host that watches sockets: libcurl's socket `fd` is ready for `events` ("r", "w",
