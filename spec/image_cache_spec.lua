@@ -14,15 +14,7 @@ local N = 20
 local emu
 local tmpdir
 
-local function client_for(name, opts)
-  local o = {
-    api_key = KEY, base_url = emu.url,
-    poll = { first = 0.02, max = 0.1, factor = 1.5 },
-    retry = { base = 0.02, cap = 0.2 },
-  }
-  for k, v in pairs(opts or {}) do o[k] = v end
-  return vidu.client(name, o)
-end
+local function client_for(name, opts) return emu:client(name, KEY, opts) end
 
 -- Submits `n` tasks at once from `n` coroutines; returns the tasks and the errors.
 local function submit_many(client, n, params)

@@ -27,15 +27,7 @@ local ROUTES = {
 
 local emu, tmpdir
 
-local function client_for(name, opts)
-  local o = {
-    api_key = KEY, base_url = emu.url,
-    poll = { first = 0.02, max = 0.1, factor = 1.5 },
-    retry = { base = 0.02, cap = 0.2 },
-  }
-  for k, v in pairs(opts or {}) do o[k] = v end
-  return vidu.client(name, o)
-end
+local function client_for(name, opts) return emu:client(name, KEY, opts) end
 
 local function params(extra, image)
   local p = { image = image or IMAGE, prompt = PROMPT }

@@ -25,16 +25,7 @@ local NAMES = { "fal", "vidu", "relay", "wavespeed", "vtrix" }
 local emu
 local tmpdir
 
-local function client_for(name, opts)
-  local o = {
-    api_key = KEY, base_url = emu.url,
-    -- Short gaps so the suite is quick; the schedule itself is the runtime's business.
-    poll = { first = 0.02, max = 0.1, factor = 1.5 },
-    retry = { base = 0.02, cap = 0.2 },
-  }
-  for k, v in pairs(opts or {}) do o[k] = v end
-  return vidu.client(name, o)
-end
+local function client_for(name, opts) return emu:client(name, KEY, opts) end
 
 local function params(extra)
   local p = { image = IMAGE, prompt = PROMPT }

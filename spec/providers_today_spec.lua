@@ -2,7 +2,6 @@
 -- meets on day one. Each case sets the emulator the way the real service answers and checks
 -- what the client makes of it.
 -- luacheck: max line length 130
-local vidu = require("vidu")
 local scheduler = require("vidu.scheduler")
 local emulator = require("support.emulator")
 local util = require("support.util")
@@ -16,12 +15,9 @@ local FAL_RESULT = "^/fal%-ai/vidu/requests/[^/]+$"
 local emu, dir
 
 local function client_for(name, opts)
-  local o = {
-    api_key = KEY, base_url = emu.url, poll = { first = 0.02, max = 0.1, factor = 1.5 },
-    retry = { base = 0.02, cap = 0.1 }, scheduler = scheduler.new(),
-  }
+  local o = { retry = { base = 0.02, cap = 0.1 }, scheduler = scheduler.new() }
   for k, v in pairs(opts or {}) do o[k] = v end
-  return vidu.client(name, o)
+  return emu:client(name, KEY, o)
 end
 
 local function count(f) return #emu:requests(f or {}) end

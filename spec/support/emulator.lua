@@ -10,6 +10,8 @@
 --   emu:webhooks()                            -- webhook deliveries and their attempts
 --   emu:request{ method=, path= | url=, headers=, body= } -> engine result (any route)
 --   emu:call(method, path | url, { auth=, json=, headers=, body= }) -> engine result with .json
+--   emu:client(name, key, opts)               -- vidu.client for this emulator, quick polls and
+--                                             -- retries (opts override them)
 --   emu:wait_for(fn, timeout)                 -- polls fn until it returns a value or time runs out
 --   emu:stop()                                -- also on garbage collection; call it in teardown
 --   emulator.suite{ seed = N, ready = function(emu, dir) ... end }
@@ -65,6 +67,18 @@ function Emu:request(t)
   end
   self.engine:cancel(id)
   error("emulator request timed out: " .. tostring(t.method) .. " " .. tostring(t.path or t.url))
+end
+
+--- A vidu client of provider `name` on this emulator with `key`: short poll and retry gaps,
+-- so specs are quick (the schedule itself is the runtime's business); `opts` add or override.
+function Emu:client(name, key, opts)
+  local o = {
+    api_key = key, base_url = self.url,
+    poll = { first = 0.02, max = 0.1, factor = 1.5 },
+    retry = { base = 0.02, cap = 0.2 },
+  }
+  for k, v in pairs(opts or {}) do o[k] = v end
+  return require("vidu").client(name, o)
 end
 
 --- A provider call: `where` is a path or an absolute URL; opts: auth (the Authorization
