@@ -331,13 +331,16 @@ describe("fal tasks on the status stream", function()
   it("gives the stream's place back when on_update raises while the task is followed", function()
     emu:config{ polls = 10 }
     local c = client{ max_streams = 1 }
-    local ok, err = sched:run(function()
+    local ok, err, left = sched:run(function()
       local task = submit(c)
-      return sched:pcall(task.wait, task, { timeout = 30,
+      local wok, werr = sched:pcall(task.wait, task, { timeout = 30,
         on_update = function() error("the caller's on_update failed", 0) end })
+      -- The wait's deadline does not outlive it on this coroutine's later requests.
+      return wok, werr, c:_deadline()
     end)
     assert.is_false(ok)
     assert.are.equal("the caller's on_update failed", err)
+    assert.is_nil(left)
     assert.are.equal(1, c:counters().streams_peak)
     assert.are.equal(0, c:counters().streams)
     -- The place is free: the next task follows its stream.

@@ -323,7 +323,7 @@ end
 -- Returns resp = { status, headers, body, json, url, time } | nil, err. Inside a call made
 -- with Client:_within (a wait's poll, say), the call's deadline bounds it.
 function Client:request(spec)
-  return self._http:request(spec, self._deadlines[coroutine.running() or MAIN])
+  return self._http:request(spec, self:_deadline())
 end
 
 -- Runs fn(...) with every request this coroutine makes bounded by `deadline` (the

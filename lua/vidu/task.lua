@@ -382,9 +382,13 @@ function Task:_follow(deadline, ctx, on_update)
     if not wake.fired then self._wake = wake end
     if did and on_update then on_update(self) end
   end
-  -- The place goes back whatever happens, an on_update that raises included.
-  local ok, how, err = client.scheduler:pcall(client._within, client, ctx and ctx.deadline,
-    client.driver.follow, client, self, on_obs, deadline, { wake })
+  -- The place goes back whatever happens, an on_update that raises included; the pcall is
+  -- inside _within, so the wait's deadline is also lifted off the coroutine then.
+  local ok, how, err
+  client:_within(ctx and ctx.deadline, function()
+    ok, how, err = client.scheduler:pcall(client.driver.follow, client, self, on_obs, deadline,
+      { wake })
+  end)
   client:_stream_release()
   if not ok then error(how, 0) end
   if how == "refused" then self._stream_off = true end
