@@ -63,6 +63,11 @@
  *     max_response caps the bytes waiting (not yet taken), not the whole stream: a reader
  *     that falls behind fails the transfer as too_large instead of growing memory. Not with
  *     output. The finished result's body is what was not taken yet.
+ *   skip_repeats = true (with stream): a chunk that repeats the last one byte for byte, both
+ *     ending where an event ends (a blank line), is dropped in the write callback: no
+ *     notice, nothing to take. For a status stream that sends the same status again and
+ *     again while nothing changes. The bytes still count (progress, `bytes`); the result
+ *     says how many chunks were dropped (`repeats`).
  *   engine:take(id) -> bytes | nil   the bytes a stream transfer received since the last
  *     take (nil: none, or no such transfer)
  *   engine:step([poll_sockets = true]) / engine:wait(ms = 1000 [, settle_ms]) -> { result, ... }
@@ -161,6 +166,11 @@ typedef struct xfer {
 	struct xfer *next_arrived; /* link in the engine's queue of stream transfers with news */
 	struct engine *eng;       /* the owner, for on_write to queue an arrival notice */
 	int stream;               /* stream = true: bytes are taken while they arrive */
+	int skip_repeats;         /* drop a chunk that repeats the last one, whole events both */
+	vidu_buf last;            /* skip_repeats: the last chunk kept (up to REPEAT_MAX bytes) */
+	int last_whole;           /* it began and ended where events end: whole events only */
+	int mid_event;            /* skip_repeats: the bytes so far end inside an event */
+	curl_off_t repeats;       /* skip_repeats: chunks dropped */
 	int arrived;              /* 1 while queued for an arrival notice */
 	int announced;            /* 1 once a notice carried the headers */
 	CURL *easy;               /* NULL when the transfer failed before libcurl saw it */
@@ -243,6 +253,7 @@ typedef struct req {
 	curl_off_t max_response;
 	int follow;
 	int stream;               /* body taken while it arrives (engine:take) */
+	int skip_repeats;         /* stream: drop repeated whole-event chunks */
 	int fresh;                /* CURLOPT_FRESH_CONNECT: never ride a pooled connection */
 	int lines;                /* stack index of a table of ready "Name: value" header lines */
 	int nlines;
@@ -293,6 +304,7 @@ static void xfer_free(xfer *x)
 	parts_free(x);
 	vidu_buf_free(&x->body);
 	vidu_buf_free(&x->head);
+	vidu_buf_free(&x->last);
 	free(x);
 }
 
@@ -373,10 +385,42 @@ static int xfer_pick_sink(xfer *x)
 
 static void engine_push_arrived(struct engine *e, xfer *x);
 
+/* skip_repeats keeps the last chunk up to this size: a longer one is never compared. */
+#define REPEAT_MAX 16384
+
+/* True when a chunk ends where a server-sent event ends (a blank line): the next byte
+ * starts a new event. A blank line split across chunks is not seen: that only costs a
+ * repeat not dropped. */
+static int ends_event(const char *p, size_t len)
+{
+	return (len >= 2 && p[len - 1] == '\n' && p[len - 2] == '\n') ||
+		(len >= 4 && memcmp(p + len - 4, "\r\n\r\n", 4) == 0);
+}
+
 /* The write callback of a stream transfer: appends to the buffer that engine:take empties,
- * under max_response for the bytes waiting, and queues an arrival notice. No Lua here. */
+ * under max_response for the bytes waiting, and queues an arrival notice. No Lua here.
+ * With skip_repeats, a chunk that is the very bytes of the last one, both whole events (a
+ * status stream sending the same status again while nothing changes), is counted and
+ * dropped here: no notice, no take, no Lua woken for it. */
 static size_t on_stream_write(xfer *x, char *p, size_t len)
 {
+	if (x->skip_repeats) {
+		/* The last chunk held whole events (it began where one ended and ended so), and
+		 * this one is the same bytes: it begins where that one ended, so it holds the same
+		 * whole events again. A chunk that began mid-event is never a model: read from an
+		 * event's start, the same bytes may mean other events. */
+		int began_whole = !x->mid_event;
+		if (x->last_whole && len == x->last.len && memcmp(p, x->last.data, len) == 0) {
+			x->received += (curl_off_t)len;
+			x->repeats++;
+			return len;
+		}
+		x->mid_event = !ends_event(p, len);
+		x->last.len = 0;
+		x->last_whole = 0;
+		if (len > 0 && len <= REPEAT_MAX && vidu_buf_append(&x->last, p, len) == 0)
+			x->last_whole = began_whole && !x->mid_event;
+	}
 	if ((curl_off_t)len > x->max_response - (curl_off_t)x->body.len) {
 		if (x->fail == FAIL_NONE)
 			x->fail = FAIL_TOO_LARGE;
@@ -1476,6 +1520,8 @@ static void push_result(lua_State *L, const xfer *x)
 		lua_setfield(L, -2, "headers");
 	}
 	set_number(L, "bytes", (lua_Number)x->received);
+	if (x->skip_repeats)
+		set_number(L, "repeats", (lua_Number)x->repeats);
 	if (ok) {
 		long version = 0, connects = 0;
 		curl_off_t total = 0, connect = 0, start = 0;
@@ -1765,7 +1811,8 @@ static void read_request(lua_State *L, int t, req *r)
 {
 	static const char *const keys[] = { "method", "url", "headers", "body", "body_file",
 		"body_parts", "output", "connect_timeout", "timeout", "max_response", "follow",
-		"max_redirects", "fresh_connect", "stall_timeout", "ca_file", "ca_path", "stream", NULL };
+		"max_redirects", "fresh_connect", "stall_timeout", "ca_file", "ca_path", "stream",
+		"skip_repeats", NULL };
 	int headers = 0;
 	size_t mlen;
 	luaL_checktype(L, t, LUA_TTABLE);
@@ -1797,6 +1844,9 @@ static void read_request(lua_State *L, int t, req *r)
 	r->stream = opt_bool(L, t, "stream", 0);
 	if (r->stream && r->output != NULL)
 		luaL_error(L, "stream and output are mutually exclusive");
+	r->skip_repeats = opt_bool(L, t, "skip_repeats", 0);
+	if (r->skip_repeats && !r->stream)
+		luaL_error(L, "skip_repeats needs stream = true");
 	r->max_redirects = to_long(opt_count(L, t, "max_redirects", DEFAULT_MAX_REDIRECTS));
 	/* libcurl silently re-sends a request whose reused connection dies before any answer
 	 * byte ("Connection died, retrying a fresh connect"), POST included: for a submit that
@@ -1939,6 +1989,7 @@ static int engine_request(lua_State *L)
 	x->max_response = r.max_response;
 	x->eng = e;
 	x->stream = r.stream;
+	x->skip_repeats = r.skip_repeats;
 	x->stall_s = r.stall_s;
 	x->timeout_ms = r.timeout_ms;
 	x->started = mono_now();

@@ -204,6 +204,84 @@ describe("stream transfers", function()
   end)
 end)
 
+describe("stream transfers with skip_repeats", function()
+  local testserver = require("support.testserver_process")
+  local url_mod = require("vidu.url")
+  local cjson = require("cjson")
+  local srv
+  setup(function() srv = testserver.start() end)
+  teardown(function() if srv then srv:stop() end end)
+
+  -- Streams `chunks` (each written on its own, 30 ms apart) through an engine; returns the
+  -- bytes each arrival handed over, and the finished result.
+  local function run(chunks, skip)
+    local e = core.engine{}
+    local id = e:request{ url = srv.url .. "/sse?every=30&chunks=" .. url_mod.encode(cjson.encode(chunks)),
+      stream = true, skip_repeats = skip }
+    local taken, deadline = {}, core.now() + 20
+    while core.now() < deadline do
+      for _, item in ipairs(e:wait(50)) do
+        if item.ok == nil then
+          taken[#taken + 1] = e:take(id)
+        else
+          e:close()
+          if item.body ~= "" then taken[#taken + 1] = item.body end
+          return taken, item
+        end
+      end
+    end
+    error("the stream did not end")
+  end
+
+  local A, B = "data: {\"status\":\"IN_PROGRESS\"}\n\n", "data: {\"status\":\"COMPLETED\"}\n\n"
+
+  it("drops a chunk that repeats the last whole events; the bytes still count", function()
+    local chunks = { A, A, A, A, A, B, B }
+    local taken, item = run(chunks, true)
+    assert.is_true(item.ok)
+    assert.are.same({ A, B }, taken)
+    assert.are.equal(5, item.repeats)
+    assert.are.equal(#table.concat(chunks), item.bytes)
+    -- Without it every chunk is handed over, and the result does not count repeats.
+    local all, plain = run(chunks, false)
+    assert.are.equal(table.concat(chunks), table.concat(all))
+    assert.is_nil(plain.repeats)
+  end)
+
+  it("keeps a repeated chunk that does not end an event, and what follows it", function()
+    -- "data: x" twice is one event with two data lines, not a repeat; a repeat of an event
+    -- whose end came in the chunk before is not either (it starts mid-event).
+    local chunks = { "data: x\n", "data: x\n", "\n", "data: y", "\n\n", "\n\n", A, A }
+    local taken, item = run(chunks, true)
+    assert.is_true(item.ok)
+    assert.are.equal(1, item.repeats)
+    local evs = assert(sse.parser():feed(table.concat(taken)))
+    local datas = {}
+    for i = 1, #evs do datas[i] = evs[i].data end
+    assert.are.same({ "x\nx", "y", '{"status":"IN_PROGRESS"}' }, datas)
+    -- An event typed by the chunk before: its first copy began mid-event, so only the
+    -- third copy (after a whole second one) is dropped.
+    local typed = run({ "event: x\n", A, A, A }, true)
+    assert.are.same({ "event: x\n", A, A }, typed)
+  end)
+
+  it("a CRLF-framed repeat is dropped too; a different event never is", function()
+    local C = "data: 1\r\n\r\n"
+    local taken, item = run({ C, C, "data: 2\r\n\r\n", C }, true)
+    assert.are.same({ C, "data: 2\r\n\r\n", C }, taken)
+    assert.are.equal(1, item.repeats)
+  end)
+
+  it("is refused without stream = true, and must be a boolean", function()
+    local e = core.engine{}
+    assert.has_error(function() e:request{ url = srv.url, skip_repeats = true } end,
+      "skip_repeats needs stream = true")
+    assert.has_error(function() e:request{ url = srv.url, stream = true, skip_repeats = "yes" } end,
+      "skip_repeats must be a boolean (got string)")
+    e:close()
+  end)
+end)
+
 describe("fal tasks on the status stream", function()
   local emu, sched
   setup(function() emu = emulator.start{ seed = 22, args = { "--no-ffmpeg" } } end)
@@ -250,6 +328,35 @@ describe("fal tasks on the status stream", function()
     assert.are.equal("logs=1", s.query)
     assert.are.equal("Key k", s.headers["authorization"])
     assert.are.equal(0, c:counters().streams)
+  end)
+
+  describe("with a short idle limit", function()
+    local fal = require("vidu.providers.fal")
+    local saved
+    before_each(function() saved = fal.stream_idle; fal.stream_idle = 0.4 end)
+    after_each(function() fal.stream_idle = saved end)
+
+    it("a stream that only repeats its status (dropped by the engine) is not silent", function()
+      -- 2 s of the same IN_PROGRESS every 50 ms: after the first, the engine drops them all,
+      -- so no event reaches the task for 5 idle limits; the bytes still arrive.
+      emu:config{ progress = "time", seconds = 2 }
+      local c = client()
+      local task = submit(c)
+      local ok, err = sched:run(function() return task:wait{ timeout = 20 } end)
+      assert.is_true(ok, tostring(err))
+      assert.are.equal(1, count(STREAM_PATH))
+      assert.are.equal(0, count(STATUS_PATH))
+    end)
+
+    it("a stream that sends nothing is given up for polling, which finishes the task", function()
+      emu:config{ fal_stream = "silent", progress = "time", seconds = 1 }
+      local c = client()
+      local task = submit(c)
+      local ok, err = sched:run(function() return task:wait{ timeout = 20 } end)
+      assert.is_true(ok, tostring(err))
+      assert.is_true(count(STREAM_PATH) >= 1)
+      assert.is_true(count(STATUS_PATH) >= 1)
+    end)
   end)
 
   it("a long-followed task keeps no stale entry per event on its callback event", function()

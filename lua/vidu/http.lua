@@ -433,7 +433,7 @@ function Requester:stream(spec)
   return sched:stream{
     method = "GET", url = url, headers = headers, timeout = timeout,
     connect_timeout = self.connect_timeout, max_response = spec.max_response or 1024 * 1024,
-    ca_file = self.ca_file, ca_path = self.ca_path,
+    ca_file = self.ca_file, ca_path = self.ca_path, skip_repeats = spec.skip_repeats,
   }
 end
 

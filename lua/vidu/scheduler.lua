@@ -884,6 +884,13 @@ function Stream:read(deadline, events)
   end
 end
 
+--- The bytes the stream has received so far, those a skip_repeats transfer dropped included
+-- (nil once it finished): a reader tells a stream that only repeats itself from a silent one.
+function Stream:received()
+  if self.item then return nil end
+  return (self.engine:progress(self.id))
+end
+
 --- Ends the stream: cancels the transfer if it still runs and forgets its leftovers. Safe to
 -- call twice.
 function Stream:close()

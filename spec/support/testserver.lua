@@ -29,6 +29,8 @@
 --   /error-big?bytes=N     status 500 with a body of N bytes
 --   /claim?len=N           headers claiming Content-Length N (any size, 2^31 and beyond),
 --                          then 10 bytes and a clean close
+--   /sse?chunks=JSON&every=MS  a text/event-stream answer: each string of the JSON array
+--                          written on its own, MS ms apart (default 30), then the end
 local uv = require("luv")
 local http = require("vidu.emulator.http")
 local cjson = require("cjson")
@@ -153,6 +155,20 @@ routes["/trickle"] = function(req, res)
     res:write("x")
     sent = sent + 1
     if sent < n then res:after(every, tick) else res:finish() end
+  end
+  tick()
+end
+
+routes["/sse"] = function(req, res)
+  local chunks, every = cjson.decode(req.params.chunks or "[]"), number_param(req, "every", 30)
+  res:stream(200, { ["Content-Type"] = "text/event-stream" })
+  local i = 0
+  local function tick()
+    if res.conn.closed or res.done then return end
+    i = i + 1
+    if i > #chunks then return res:finish() end
+    res:write(chunks[i])
+    res:after(every, tick)
   end
   tick()
 end

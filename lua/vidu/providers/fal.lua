@@ -306,8 +306,9 @@ function fal.poll(client, task)
   return final
 end
 
--- A stream silent this long (no event, not even a comment) is given up: the task polls.
-local STREAM_IDLE = 30
+-- A stream silent this long (no byte, not even a comment or a repeat the engine dropped)
+-- is given up: the task polls. A field, so that a spec can shorten it.
+fal.stream_idle = 30
 -- Bytes an event of the stream may reach (fal sends every log line again in each event).
 local STREAM_EVENT_MAX = 1024 * 1024
 
@@ -327,8 +328,10 @@ end
 --   "broken"     the stream failed, went silent, or ended without a terminal status; err
 --   "deadline" | "event"
 function fal.follow(client, task, on_obs, deadline, events)
+  -- The engine drops an event that repeats the last one byte for byte before any Lua sees
+  -- it (skip_repeats): while a task runs, that is nearly every event.
   local stream, err = client:stream{ url = stream_url(task.status_url), deadline = deadline,
-    max_response = STREAM_EVENT_MAX }
+    max_response = STREAM_EVENT_MAX, skip_repeats = true }
   if not stream then return "broken", err end
   local parser = sse.parser(STREAM_EVENT_MAX)
   local sched = client.scheduler
@@ -372,11 +375,13 @@ function fal.follow(client, task, on_obs, deadline, events)
   local how, why
   -- The idle limit is checked when it falls due, not re-armed for every event: one timer.
   local last_data = sched:time()
-  local idle_at = last_data + STREAM_IDLE
+  local idle = fal.stream_idle
+  local idle_at = last_data + idle
+  local seen = 0 -- bytes received when the idle limit was last checked (repeats included)
   while true do
     local what, a, b = stream:read((deadline and deadline < idle_at) and deadline or idle_at,
       events)
-    if what == "data" then last_data = sched:time() end
+    if what == "data" then last_data, seen = sched:time(), stream:received() or seen end
     if what == "data" then
       if not checked then
         checked = true
@@ -401,11 +406,16 @@ function fal.follow(client, task, on_obs, deadline, events)
       how = "event" break
     elseif deadline and sched:time() >= deadline then
       how = "deadline" break
-    elseif sched:time() - last_data < STREAM_IDLE then
-      idle_at = last_data + STREAM_IDLE
+    elseif sched:time() - last_data < idle then
+      idle_at = last_data + idle
+    elseif (stream:received() or 0) > seen then
+      -- Only repeats arrived (dropped by the engine): the stream is alive.
+      seen = stream:received()
+      last_data = sched:time()
+      idle_at = last_data + idle
     else
       how, why = "broken", common.provider_error("fal", string.format(
-        "the status stream sent nothing for %d s", STREAM_IDLE), { retryable = true })
+        "the status stream sent nothing for %g s", idle), { retryable = true })
       break
     end
   end
