@@ -29,7 +29,13 @@ static const char *const setup_lua =
 	"local url, count, image, provider = ...\n"
 	"local vidu = require('vidu')\n"
 	"-- VIDU_HOST_GC=generational|incremental|stop: the collector's mode, to compare its pauses\n"
-	"if os.getenv('VIDU_HOST_GC') then collectgarbage(os.getenv('VIDU_HOST_GC')) end\n"
+	"-- (with its parameters after commas: incremental,PAUSE,STEPMUL,STEPSIZE)\n"
+	"local gc = os.getenv('VIDU_HOST_GC')\n"
+	"if gc then\n"
+	"  local w = {}\n"
+	"  for x in gc:gmatch('[^,]+') do w[#w + 1] = tonumber(x) or x end\n"
+	"  collectgarbage(table.unpack(w))\n"
+	"end\n"
 	"local client = vidu.client(provider, { api_key = os.getenv('VIDU_HOST_KEY') or 'host-key',\n"
 	"  base_url = url })\n"
 	"local state = { done = 0, failed = 0, count = count }\n"
@@ -94,6 +100,10 @@ int main(int argc, char **argv)
 	struct timespec next;
 	long done = 0, failed = 0;
 	int rc = 0;
+	/* VIDU_HOST_SLOW=MS: print every step longer than MS ms, with the Lua heap before and after
+	 * (a step where the heap shrinks is one where a collection cycle ended). */
+	const char *slow_env = getenv("VIDU_HOST_SLOW");
+	double slow = slow_env ? strtod(slow_env, NULL) / 1000 : -1;
 
 	if (url == NULL || count <= 0) {
 		fprintf(stderr, "usage: %s BASE_URL [COUNT [IMAGE [PROVIDER]]]\n", argv[0]);
@@ -122,6 +132,7 @@ int main(int argc, char **argv)
 	clock_gettime(CLOCK_MONOTONIC, &next);
 	for (;;) {
 		double t0, t1, c0, c1;
+		int kb0 = lua_gc(L, LUA_GCCOUNT, 0);
 		lua_pushvalue(L, 3);            /* vidu.step, returned by the setup chunk */
 		t0 = now_s();
 		c0 = cpu_s();
@@ -133,6 +144,9 @@ int main(int argc, char **argv)
 		t1 = now_s();
 		c1 = cpu_s();
 		lua_pop(L, 1);
+		if (slow >= 0 && c1 - c0 > slow)
+			printf("host: slow step at %.3f s (clock %.6f): %.3f ms (CPU %.3f ms), heap %d -> %d KB\n",
+				t0 - t_start, t0, (t1 - t0) * 1000, (c1 - c0) * 1000, kb0, lua_gc(L, LUA_GCCOUNT, 0));
 		if (nframes == cap) {
 			double *p, *c;
 			cap = cap ? cap * 2 : 4096;
