@@ -375,8 +375,11 @@ function Pace:finish(ticket, now, learn)
   local all = self.kinds[Pace.CLIENT]
   if k ~= all then add(self, all, mid, age) end
   -- The client's typical duration (an ETA for the command line): the client-wide median.
-  local sorted = {}
-  for i, v in ipairs(all.samples) do sorted[i] = v end
+  -- (sorted in a table kept for it: a finish allocates nothing here)
+  local sorted, samples = self.sorted_scratch, all.samples
+  if not sorted then sorted = {}; self.sorted_scratch = sorted end
+  for i = 1, #samples do sorted[i] = samples[i] end
+  for i = #samples + 1, #sorted do sorted[i] = nil end
   table.sort(sorted)
   self.estimate = quantile(sorted, 0.5)
 end

@@ -10,7 +10,7 @@
 -- Invariants that keep this safe:
 --   * a coroutine is only resumed from the ready queue, and only when coroutine.status says
 --     "suspended"; nothing is ever resumed from inside a C callback (the engine has none);
---   * each park carries a fresh token; a wake with a stale token (a timer that lost the race
+--   * each park carries a fresh token (a number that only grows); a wake with a stale token (a timer that lost the race
 --     against a transfer, say) is ignored, so a coroutine is woken at most once per park;
 --   * no pcall/xpcall surrounds a yield in this module, so the yields work on plain Lua 5.1
 --     as well as on LuaJIT and 5.2+. (User code that wraps a wait in pcall uses
@@ -60,8 +60,8 @@ local PARK = setmetatable({}, { __tostring = function() return "vidu.scheduler.p
 -- Marks a transfer whose waiter is blocking (not a coroutine): the result is kept in `done`.
 local BLOCKING = setmetatable({}, { __tostring = function() return "vidu.scheduler.blocking" end })
 
--- An event fires once; waiters are coroutines ({co, token}) or blocking loops (which poll
--- `fired`).
+-- An event fires once; its waiters list holds the coroutines parked on it as pairs
+-- (co, token), flat; blocking loops poll `fired` instead.
 local function new_event() return { fired = false, waiters = {} } end
 
 -- A group is the coroutines of one run (or of the host, for spawns outside any run).
@@ -89,10 +89,14 @@ function scheduler.new(opts)
     now = opts.now,
     -- coroutine -> job, for every coroutine this scheduler runs
     owned = {},
-    -- coroutine -> token of its current park
-    parked = {},
-    -- FIFO of { co, args } to resume
+    -- coroutine -> token of its current park; the last token given out
+    parked = {}, ntok = 0,
+    -- FIFO of coroutines to resume, flat: entry h is ready[5h-4 .. 5h] = co, n, v1, v2, v3
+    -- (n values to resume it with; n = -1: v1 is a pack()ed table of them). No table per
+    -- wake-up: a batch of a thousand tasks wakes thousands of times a second.
     ready = {}, rhead = 1, rtail = 0,
+    -- seconds one resume takes, a moving average: step() stops before one would overrun
+    rcost = 0,
     -- binary heap of { at, seq, co, token } (co nil = a bare wake-up for a blocking wait)
     timers = {}, tseq = 0,
     -- transfer id -> { co, token } or BLOCKING
@@ -197,11 +201,21 @@ end
 ---------------------------------------------------------------------------------------------
 -- Internal structures: ready queue, timer heap, events, groups.
 
--- `co` is a coroutine, or a job not started yet (its coroutine is made when first resumed).
-local function push_ready(self, co, args)
+-- A token for one park: unique within the scheduler, and no table to collect.
+local function new_token(self)
+  local t = self.ntok + 1
+  self.ntok = t
+  return t
+end
+
+-- Queues `co` (a coroutine, or a job not started yet: its coroutine is made when first
+-- resumed) to be resumed with n values v1, v2, v3 (n <= 3), or with the values of the
+-- pack()ed table v1 when n is -1.
+local function push_ready(self, co, n, v1, v2, v3)
   local t = self.rtail + 1
   self.rtail = t
-  self.ready[t] = { co, args }
+  local q, k = self.ready, (t - 1) * 5
+  q[k + 1], q[k + 2], q[k + 3], q[k + 4], q[k + 5] = co, n, v1, v2, v3
   -- Outside the host's call into us (a spawn from a key map, a signal from a handler): ask
   -- the host to call step() at once. Inside, the plan at the end of the call says it.
   local host = self.host
@@ -259,27 +273,31 @@ end
 -- Takes a sleeper's entry off an event's list once its sleep ended another way (its timer,
 -- a transfer), so an event that seldom fires (a task's callback event, waited on at every
 -- poll or stream read) does not collect one stale entry per sleep.
-local function unwait(ev, entry)
+local function unwait(ev, token)
   local ws = ev.waiters
   if not ws then return end -- fired meanwhile: the list is gone
-  for i = #ws, 1, -1 do
-    if ws[i] == entry then
+  for i = #ws, 2, -2 do
+    if ws[i] == token then
       table.remove(ws, i)
+      table.remove(ws, i - 1)
       return
     end
   end
 end
 
--- Puts the parking coroutine on each event's list; returns the entries, for unwait.
+local function unwait_all(evs, token)
+  for i = 1, #evs do unwait(evs[i], token) end
+end
+
+-- Puts the parking coroutine on each event's list.
+local function await(ev, co, token)
+  local ws = ev.waiters
+  local n = #ws
+  ws[n + 1], ws[n + 2] = co, token
+end
+
 local function await_all(evs, co, token)
-  local entries = {}
-  for i = 1, #evs do
-    local entry = { co, token }
-    entries[i] = entry
-    local ws = evs[i].waiters
-    ws[#ws + 1] = entry
-  end
-  return entries
+  for i = 1, #evs do await(evs[i], co, token) end
 end
 
 function Scheduler:_fire(ev)
@@ -287,7 +305,7 @@ function Scheduler:_fire(ev)
   ev.fired = true
   local ws = ev.waiters
   ev.waiters = nil
-  for i = 1, #ws do self:_wake(ws[i][1], ws[i][2]) end
+  for i = 1, #ws, 2 do self:_wake(ws[i], ws[i + 1]) end
 end
 
 
@@ -304,21 +322,24 @@ function Scheduler:current()
 end
 
 -- Suspends `co` (the running coroutine) until _wake(co, token, ...); returns the wake values.
-function Scheduler:_park(co, token)
-  self.parked[co] = token
-  local r = pack(co_yield(PARK))
-  if r[1] ~= token then
-    error("vidu: a scheduler coroutine was resumed by someone other than the scheduler", 2)
+local function unparked(token, got, ...)
+  if got ~= token then
+    error("vidu: a scheduler coroutine was resumed by someone other than the scheduler", 3)
   end
-  return unpack(r, 2, r.n)
+  return ...
 end
 
--- Queues `co` to be resumed with (...) if it is still parked with this token. Returns true
--- when it was.
-function Scheduler:_wake(co, token, ...)
+function Scheduler:_park(co, token)
+  self.parked[co] = token
+  return unparked(token, co_yield(PARK))
+end
+
+-- Queues `co` to be resumed with (what, item) if it is still parked with this token.
+-- Returns true when it was.
+function Scheduler:_wake(co, token, what, item)
   if co == nil or self.parked[co] ~= token then return false end
   self.parked[co] = nil
-  push_ready(self, co, pack(token, ...))
+  push_ready(self, co, 3, token, what, item)
   return true
 end
 
@@ -364,7 +385,18 @@ function Scheduler:_start(job)
   return co
 end
 
-function Scheduler:_resume(co, args)
+-- After a resume: the coroutine ended, parked, or yielded plainly.
+local function resumed(self, co, ok, ...)
+  if co_status(co) == "dead" then
+    self:_finish(co, pack(ok, ...))
+  elseif (...) ~= PARK then
+    -- A plain coroutine.yield() from user code: it asked to let others run; resume it on
+    -- the next round with no values.
+    push_ready(self, co, 0)
+  end
+end
+
+function Scheduler:_resume(co, n, v1, v2, v3)
   if getmetatable(co) == self.Job then co = self:_start(co) end
   -- Guard: only a coroutine suspended on us may be resumed ("normal" means it is itself
   -- resuming someone, "running" that we are inside it, "dead" that it is gone).
@@ -375,14 +407,11 @@ function Scheduler:_resume(co, args)
       " other than the scheduler and ended outside it", n = 2 })
   end
   if status ~= "suspended" then return end
-  local r = pack(co_resume(co, unpack(args, 1, args.n)))
-  if co_status(co) == "dead" then
-    self:_finish(co, r)
-  elseif r[2] ~= PARK then
-    -- A plain coroutine.yield() from user code: it asked to let others run; resume it on
-    -- the next round with no values.
-    push_ready(self, co, pack())
-  end
+  if n == 3 then return resumed(self, co, co_resume(co, v1, v2, v3)) end
+  if n == 0 then return resumed(self, co, co_resume(co)) end
+  if n == -1 then return resumed(self, co, co_resume(co, unpack(v1, 1, v1.n))) end
+  if n == 1 then return resumed(self, co, co_resume(co, v1)) end
+  return resumed(self, co, co_resume(co, v1, v2))
 end
 
 ---------------------------------------------------------------------------------------------
@@ -398,14 +427,24 @@ function Scheduler:_run_ready(deadline, strict)
   -- round that pops from this same queue: count, and stop early if it is empty.
   local count = self.rtail - self.rhead + 1
   self.depth = (self.depth or 0) + 1
+  local q = self.ready
+  local last = deadline and self:time()
   while count > 0 and self.rhead <= self.rtail do
     count = count - 1
     local h = self.rhead
-    local item = self.ready[h]
-    self.ready[h] = nil
+    local k = (h - 1) * 5
+    local co, n, v1, v2, v3 = q[k + 1], q[k + 2], q[k + 3], q[k + 4], q[k + 5]
+    q[k + 1], q[k + 2], q[k + 3], q[k + 4], q[k + 5] = nil, nil, nil, nil, nil
     self.rhead = h + 1
-    self:_resume(item[1], item[2])
-    if deadline and count > 0 and self:time() >= deadline then break end
+    self:_resume(co, n, v1, v2, v3)
+    if deadline and count > 0 then
+      -- Stop before a resume that would likely overrun the deadline, judging by the
+      -- average one so far, rather than after it.
+      local now = self:time()
+      local cost = self.rcost + (now - last - self.rcost) / 8
+      self.rcost, last = cost, now
+      if now + cost >= deadline then break end
+    end
   end
   self.depth = self.depth - 1
   if self.depth == 0 and self.rhead > self.rtail then
@@ -654,7 +693,7 @@ function Scheduler:_spawn(fn, group, args)
   local job = setmetatable({ fn = fn, group = group, done = new_event(), scheduler = self }, Job)
   self.nlive = self.nlive + 1
   group.live = group.live + 1
-  push_ready(self, job, args)
+  push_ready(self, job, -1, args)
   return job
 end
 
@@ -672,8 +711,8 @@ function Scheduler:_wait_event(ev, what)
   if ev.fired then return end
   local co = self:current()
   if co then
-    local token = {}
-    ev.waiters[#ev.waiters + 1] = { co, token }
+    local token = new_token(self)
+    await(ev, co, token)
     self:_park(co, token)
   else
     self:_block(function() return ev.fired end, what)
@@ -713,35 +752,56 @@ function Scheduler:run(fn, ...)
   return unpack(job.results, 1, job.results.n)
 end
 
+-- sleep's `ev`, `ev2`: nil, one event, or a list of events (a list has neither `fired` nor
+-- `waiters`). Calls fn(event, ...) for each.
+local function is_event(ev) return ev.fired ~= nil or ev.waiters ~= nil end
+
+local function any_fired(ev)
+  if ev == nil then return false end
+  if is_event(ev) then return ev.fired end
+  for i = 1, #ev do if ev[i].fired then return true end end
+  return false
+end
+
+local function await_any(ev, co, token)
+  if ev == nil then return end
+  if is_event(ev) then return await(ev, co, token) end
+  await_all(ev, co, token)
+end
+
+local function unwait_any(ev, token)
+  if ev == nil then return end
+  if is_event(ev) then return unwait(ev, token) end
+  unwait_all(ev, token)
+end
+
 --- Sleeps `seconds`: yields inside a coroutine of ours, blocks (driving the rest) outside.
 -- With `ev` (from scheduler:event(), or a list of such events), the sleep ends early when
--- one fires. Returns "timer" when the time passed, "event" when an event ended it.
-function Scheduler:sleep(seconds, ev)
+-- one fires; `ev2` is another such (two sources without a list to build per sleep).
+-- Returns "timer" when the time passed, "event" when an event ended it.
+function Scheduler:sleep(seconds, ev, ev2)
   if type(seconds) ~= "number" or seconds ~= seconds then
     error("vidu.sleep expects a number of seconds", 2)
   end
   local at = self:time() + (seconds > 0 and seconds or 0)
-  -- ev: one event, or a list of events (the first to fire ends the sleep).
-  local evs = ev and (ev.waiters == nil and ev.fired == nil and ev or { ev }) or {}
-  local function fired()
-    for i = 1, #evs do if evs[i].fired then return true end end
-    return false
-  end
-  if fired() then return "event" end
+  if any_fired(ev) or any_fired(ev2) then return "event" end
   local co = self:current()
   if co then
-    local token = {}
+    local token = new_token(self)
     self:_add_timer(at, co, token)
-    local entries = await_all(evs, co, token)
+    await_any(ev, co, token)
+    await_any(ev2, co, token)
     -- A timer wakes with "timer"; an event's _fire passes nothing. The other sources'
     -- wake-ups find the token gone and are dropped.
     local why = self:_park(co, token)
-    for i = 1, #evs do unwait(evs[i], entries[i]) end
+    unwait_any(ev, token)
+    unwait_any(ev2, token)
     return why == "timer" and "timer" or "event"
   end
   self:_may_block("a sleep")
   -- A bare timer bounds how long the engine blocks, so we wake up on time.
   self:_add_timer(at, nil, nil)
+  local function fired() return any_fired(ev) or any_fired(ev2) end
   self:_block(function() return self:time() >= at or fired() end, "a sleep")
   return (fired() and self:time() < at) and "event" or "timer"
 end
@@ -773,7 +833,7 @@ function Scheduler:transfer(spec, opts)
         self.done[id] = nil
         return item
       end
-      local token = {}
+      local token = new_token(self)
       self.waiters[id] = { co, token }
       if on_tick then self:_add_timer(self:time() + interval, co, token) end
       local what
@@ -853,7 +913,7 @@ function Stream:read(deadline, events)
     if deadline and s:time() >= deadline then return "timeout" end
     local co = s:current()
     if co then
-      local token = {}
+      local token = new_token(s)
       s.waiters[id] = { co, token }
       if deadline then
         -- One timer per deadline, re-armed for each park, instead of one per read: a stream
@@ -865,9 +925,9 @@ function Stream:read(deadline, events)
           self.timer = s:_add_timer(deadline, co, token)
         end
       end
-      local entries = await_all(events, co, token)
+      await_all(events, co, token)
       local what, got = s:_park(co, token)
-      for i = 1, #events do unwait(events[i], entries[i]) end
+      unwait_all(events, token)
       if s.waiters[id] and s.waiters[id][2] == token then s.waiters[id] = nil end
       if what == "done" then s.done[id] = got end
     else
@@ -927,7 +987,7 @@ function Semaphore:acquire()
   local s = self.scheduler
   local co = s:current()
   if not co then s:_may_block("a connection slot") end
-  local entry = { co = co, token = {}, granted = false }
+  local entry = { co = co, token = co and new_token(s), granted = false }
   self.qtail = self.qtail + 1
   self.queue[self.qtail] = entry
   if co then

@@ -102,16 +102,21 @@ local function scrub(v, key, depth)
   return v
 end
 
--- What on_update cares about, to tell whether an observation changed anything.
-local function snapshot(task)
+-- What on_update cares about, to tell whether an observation changed anything: written
+-- into `into` (a table kept for it: no table per poll), or a new table.
+local function snapshot(task, into)
+  local t = into or {}
   local logs = task.logs
-  return { task.status, task.queue_position, type(logs) == "table" and #logs or logs,
-    task.progress }
+  t[1], t[2], t[3], t[4] = task.status, task.queue_position,
+    type(logs) == "table" and #logs or logs, task.progress
+  return t
 end
 
-local function changed(a, b)
-  for i = 1, 4 do if a[i] ~= b[i] then return true end end
-  return false
+-- True when the task differs from its snapshot `snap` in anything on_update cares about.
+local function changed(snap, task)
+  local logs = task.logs
+  return snap[1] ~= task.status or snap[2] ~= task.queue_position or
+    snap[3] ~= (type(logs) == "table" and #logs or logs) or snap[4] ~= task.progress
 end
 
 -- The start of each terminal error's message, by kind.
@@ -158,7 +163,8 @@ function Task:apply(obs)
   if self:done() then return false end
   if new ~= nil and ORDER[new] < ORDER[self.status] then return false end
 
-  local before = snapshot(self)
+  local before = snapshot(self, self._before)
+  self._before = before
   if type(obs.raw) == "table" then
     local key = self.client:_key()
     self.raw = scrub(obs.raw, key and #key >= 4 and key or nil, 0)
@@ -200,7 +206,7 @@ function Task:apply(obs)
         .. ")") or ""))
   end
   if new ~= nil then self.status = new end
-  local did = changed(before, snapshot(self))
+  local did = changed(before, self)
   if TERMINAL[self.status] then client:_release_slot(self) end
   if did then
     self.client:_emit(TERMINAL[self.status] and "finished" or "updated", self)
@@ -312,7 +318,7 @@ function Task:wait(opts)
       and client:_stream_acquire() then
       follows = follows + 1
       local how = self:_follow(deadline, ctx, on_update)
-      seen = snapshot(self)
+      snapshot(self, seen)
       if self:done() then return self:_finished() end
       -- The stream saw the task still running until now: the pace plans from there.
       pace:polled(ticket, sched:time())
@@ -323,8 +329,8 @@ function Task:wait(opts)
     -- task of the same kind finishing sooner than any before wakes this one to plan again.
     while not look_now do
       -- An observation delivered while asleep (a callback) may have changed or ended the task.
-      if on_update and changed(seen, snapshot(self)) then
-        seen = snapshot(self)
+      if on_update and changed(seen, self) then
+        snapshot(self, seen)
         on_update(self)
       end
       if self:done() then return self:_finished() end
@@ -335,7 +341,7 @@ function Task:wait(opts)
         at, last = deadline, true
       end
       if not self._wake then self._wake = sched:event() end
-      if at <= now or sched:sleep(at - now, { pace:event(ticket), self._wake }) == "timer" then break end
+      if at <= now or sched:sleep(at - now, pace:event(ticket), self._wake) == "timer" then break end
     end
     local ok, res = self:refresh(ctx)
     if ok and not self:done() then pace:polled(ticket, sched:time()) end
@@ -352,7 +358,7 @@ function Task:wait(opts)
       if not retryable or failures >= MAX_POLL_FAILURES then return nil, res end
     end
     if ok and res and on_update then on_update(self) end
-    seen = snapshot(self)
+    snapshot(self, seen)
     if self:done() then return self:_finished() end
     if last then return self:_timed_out(opts, ctx) end
     if pace:overdue(ticket, sched:time()) then overdue = overdue + 1 end
