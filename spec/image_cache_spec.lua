@@ -69,6 +69,35 @@ describe("the per-client image cache", function()
     assert.equal(2, images.cache_stats(client).uploads)
   end)
 
+  it("an uploader that raises leaves the image's lock free: the next submit uploads", function()
+    -- Two submits wait on the image's lock; the first one's upload raises. The error reaches
+    -- the first submit, and the second takes the lock and uploads (before the fix it waited
+    -- for the lock forever: the run ended in a deadlock).
+    local fal = require("vidu.providers.fal")
+    local upload, calls = fal.upload, 0
+    fal.upload = function(...)
+      calls = calls + 1
+      if calls == 1 then error("uploader exploded", 0) end
+      return upload(...)
+    end
+    local client = client_for("fal")
+    local results = {}
+    local ok, err = pcall(vidu.run, function()
+      for i = 1, 2 do
+        vidu.spawn(function()
+          local good, t = vidu.pcall(client.submit, client,
+            { prompt = "lock " .. i, image = "spec/fixtures/png_640x360.png" })
+          results[i] = good and (t and "task" or "nil") or tostring(t)
+        end)
+      end
+    end)
+    fal.upload = upload
+    assert(ok, err)
+    assert.same({ "uploader exploded", "task" }, results)
+    assert.equal(2, calls)
+    assert.equal(1, #emu:requests{ method = "POST", path = "/fal-ai/vidu/q1/image-to-video" })
+  end)
+
   it("streams a local file to 20 concurrent inline vidu submits and keeps no encoded copy", function()
     -- Local files that go inline are streamed by the engine (images.STREAM_FROM): each body
     -- encodes the file as it is sent, so the cache holds no data: URI for them.

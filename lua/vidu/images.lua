@@ -375,7 +375,14 @@ local function cached(client, desc, route, make)
     c.stats.hits = c.stats.hits + 1
     return e.value
   end
-  local value, err = make()
+  -- make() may raise (an uploader's bug, memory): the lock must not stay held, or every
+  -- later use of this image would wait forever. Through the scheduler's pcall, which lets
+  -- the upload's waits yield on Lua 5.1 too; the error goes on once the lock is free.
+  local done, value, err = sched:pcall(make)
+  if not done then
+    lock:release()
+    error(value, 0)
+  end
   if value then
     e = t[key] or { lock = lock }
     e.value = value
