@@ -148,13 +148,18 @@ enum {
 
 /* One piece of a body_parts body. */
 typedef struct body_part {
-	char *data;               /* a string part's bytes (NULL for a file part) */
+	char *data;               /* a string part's bytes (NULL for a file or data part) */
+	const char *mem;          /* a data part's bytes: a Lua string the engine anchors */
 	char *path;               /* a file part's path (NULL for a string part) */
 	FILE *f;                  /* the file part, open from request() until the transfer ends */
 	curl_off_t size;          /* bytes of the string, or of the file */
 	curl_off_t wire;          /* bytes the part puts on the wire: size, or its base64 length */
 	int base64;
 } body_part;
+
+/* The registry table that keeps the Lua strings of data parts alive while their transfer
+ * runs, keyed by the transfer (a light userdata). Its address is the key: a constant. */
+static const char anchors_key = 0;
 
 /* Where the response body goes when `output` was given: decided at its first byte. */
 enum { SINK_UNDECIDED = -1, SINK_MEMORY = 0, SINK_FILE = 1 };
@@ -190,6 +195,7 @@ typedef struct xfer {
 	curl_off_t in_size;       /* its size when opened: the Content-Length sent */
 	curl_off_t in_read;       /* bytes read since the last rewind */
 	body_part *parts;         /* body_parts=..., sent in order by on_read_parts */
+	int anchored;             /* its data parts' strings are in the anchors table */
 	size_t nparts;
 	size_t part_at;           /* the part being sent (nparts: all sent) */
 	curl_off_t part_pos;      /* wire bytes of that part sent since the last rewind */
@@ -249,6 +255,7 @@ typedef struct req {
 	size_t body_len;
 	int parts;                /* stack index of the checked body_parts (see read_parts), or 0 */
 	int nparts;
+	int data_parts;           /* how many of them are data parts (Lua strings, anchored) */
 	long connect_ms, timeout_ms, max_redirects, stall_s;
 	curl_off_t max_response;
 	int follow;
@@ -624,10 +631,10 @@ static size_t on_read_parts(char *p, size_t size, size_t nmemb, void *ud)
 				return CURL_READFUNC_ABORT;
 			continue;
 		}
-		if (pt->data != NULL) {
+		if (pt->data != NULL || (pt->mem != NULL && !pt->base64)) {
 			curl_off_t rest = pt->wire - x->part_pos;
 			size_t k = (curl_off_t)left < rest ? left : (size_t)rest;
-			memcpy(p + n, pt->data + x->part_pos, k);
+			memcpy(p + n, (pt->data != NULL ? pt->data : pt->mem) + x->part_pos, k);
 			n += k;
 			x->part_pos += (curl_off_t)k;
 		} else if (!pt->base64) {
@@ -648,6 +655,7 @@ static size_t on_read_parts(char *p, size_t size, size_t nmemb, void *ud)
 		} else {
 			curl_off_t rest = pt->size - x->file_pos;
 			size_t in = left / 4 * 3, out;
+			const unsigned char *src;
 			if (rest <= 0) { /* cannot happen: every byte read is encoded and sent */
 				parts_changed(x, pt);
 				return CURL_READFUNC_ABORT;
@@ -658,15 +666,21 @@ static size_t on_read_parts(char *p, size_t size, size_t nmemb, void *ud)
 				in = PART_CHUNK;
 			if ((curl_off_t)in > rest)
 				in = (size_t)rest; /* the last, possibly partial, group */
-			if (parts_read_file(x, pt, x->chunk, in) != 0)
-				return CURL_READFUNC_ABORT;
+			if (pt->mem != NULL) { /* a data part: encoded from the string itself */
+				src = (const unsigned char *)pt->mem + x->file_pos;
+				x->file_pos += (curl_off_t)in;
+			} else {
+				if (parts_read_file(x, pt, x->chunk, in) != 0)
+					return CURL_READFUNC_ABORT;
+				src = x->chunk;
+			}
 			out = vidu_b64_encoded_len(in);
 			if (out <= left) {
-				vidu_b64_encode(x->chunk, in, p + n);
+				vidu_b64_encode(src, in, p + n);
 				n += out;
 				x->part_pos += (curl_off_t)out;
 			} else {
-				vidu_b64_encode(x->chunk, in, x->carry);
+				vidu_b64_encode(src, in, x->carry);
 				x->carry_len = (int)out;
 				x->carry_at = 0;
 			}
@@ -1587,6 +1601,8 @@ static void push_arrival(lua_State *L, xfer *x)
 	}
 }
 
+static void unanchor(lua_State *L, engine *e, xfer *x);
+
 /* Reports every arrival notice, then every finished transfer, as an array, freeing each
  * finished one once its table is stored. A transfer that also finished is reported only by
  * its result, whose body holds what was not taken. */
@@ -1615,6 +1631,7 @@ static int push_finished(lua_State *L, engine *e)
 		if (e->done_head == NULL)
 			e->done_tail = NULL;
 		engine_forget(e, x);
+		unanchor(L, e, x);
 		xfer_free(x);
 	}
 	return 1;
@@ -1752,7 +1769,7 @@ static const char *xfer_setup(engine *e, xfer *x, const req *r, lua_State *L)
  * file's expected size (-1: whatever it is when opened). */
 static void read_parts(lua_State *L, int t, req *r)
 {
-	static const char *const keys[] = { "file", "base64", "size", NULL };
+	static const char *const keys[] = { "file", "data", "base64", "size", NULL };
 	int list, norm, i, n;
 	lua_getfield(L, t, "body_parts");
 	if (lua_isnil(L, -1)) {
@@ -1779,10 +1796,36 @@ static void read_parts(lua_State *L, int t, req *r)
 			char what[32];
 			snprintf(what, sizeof(what), "body_parts[%d]", i);
 			check_keys(L, part, keys, what);
+			lua_getfield(L, part, "data");
+			if (!lua_isnil(L, -1)) {
+				/* A data part: the bytes of a Lua string, sent (or base64 encoded) from
+				 * the string itself, which the engine anchors while the transfer runs. */
+				if (lua_type(L, -1) != LUA_TSTRING)
+					luaL_error(L, "body_parts[%d].data must be a string (got %s)", i,
+						luaL_typename(L, -1));
+				lua_getfield(L, part, "file");
+				if (!lua_isnil(L, -1))
+					luaL_error(L, "body_parts[%d] has both file and data", i);
+				lua_pop(L, 1);
+				lua_getfield(L, part, "size");
+				if (!lua_isnil(L, -1))
+					luaL_error(L, "body_parts[%d].size is only for a file", i);
+				lua_pop(L, 1);
+				lua_rawseti(L, norm, 3 * i - 2);
+				base64 = opt_bool(L, part, "base64", 0);
+				lua_pop(L, 1); /* the part */
+				lua_pushinteger(L, base64 ? 4 : 3);
+				lua_pushnumber(L, -1);
+				lua_rawseti(L, norm, 3 * i);
+				lua_rawseti(L, norm, 3 * i - 1);
+				r->data_parts++;
+				continue;
+			}
+			lua_pop(L, 1);
 			path = opt_string(L, part, "file", NULL, &len);
 			if (path == NULL || len == 0 || strlen(path) != len)
-				luaL_error(L, "body_parts[%d].file must be a non-empty path without NUL bytes",
-					i);
+				luaL_error(L, "body_parts[%d].file must be a non-empty path without NUL bytes"
+					" (or data a string)", i);
 			lua_rawseti(L, norm, 3 * i - 2);
 			base64 = opt_bool(L, part, "base64", 0);
 			lua_getfield(L, part, "size");
@@ -1797,13 +1840,62 @@ static void read_parts(lua_State *L, int t, req *r)
 			lua_pushnumber(L, size);
 		} else {
 			luaL_error(L, "body_parts[%d] must be a string or a table { file = path, "
-				"base64 = bool, size = n } (got %s)", i, luaL_typename(L, -1));
+				"base64 = bool, size = n } or { data = string, base64 = bool } (got %s)", i,
+				luaL_typename(L, -1));
 		}
 		lua_rawseti(L, norm, 3 * i);
 		lua_rawseti(L, norm, 3 * i - 1);
 	}
 	r->parts = norm;
 	r->nparts = n;
+}
+
+/* Pushes the engine's table of anchored data parts (id -> the checked body_parts holding
+ * their strings), made on first use when `make`; else pushes nil when there is none. It
+ * lives in the registry under anchors_key, one table per engine. Making it may raise. */
+static void push_anchors(lua_State *L, engine *e, int make)
+{
+	lua_pushlightuserdata(L, (void *)&anchors_key);
+	lua_rawget(L, LUA_REGISTRYINDEX);
+	if (lua_isnil(L, -1)) {
+		if (!make)
+			return;
+		lua_pop(L, 1);
+		lua_newtable(L);
+		lua_pushlightuserdata(L, (void *)&anchors_key);
+		lua_pushvalue(L, -2);
+		lua_rawset(L, LUA_REGISTRYINDEX);
+	}
+	lua_pushlightuserdata(L, (void *)e);
+	lua_rawget(L, -2);
+	if (lua_isnil(L, -1) && make) {
+		lua_pop(L, 1);
+		lua_newtable(L);
+		lua_pushlightuserdata(L, (void *)e);
+		lua_pushvalue(L, -2);
+		lua_rawset(L, -4);
+	}
+	lua_remove(L, -2);
+}
+
+/* Lets go of the data parts anchored under `id`. Clearing a key allocates nothing, so
+ * this never raises. */
+static void unanchor_id(lua_State *L, engine *e, lua_Integer id)
+{
+	push_anchors(L, e, 0);
+	if (lua_istable(L, -1)) {
+		lua_pushnil(L);
+		lua_rawseti(L, -2, id);
+	}
+	lua_pop(L, 1);
+}
+
+static void unanchor(lua_State *L, engine *e, xfer *x)
+{
+	if (!x->anchored)
+		return;
+	x->anchored = 0;
+	unanchor_id(L, e, x->id);
 }
 
 /* Reads request{...} into a req, raising on any misuse before anything is allocated. */
@@ -1917,6 +2009,12 @@ static const char *parts_open(xfer *x, lua_State *L, const req *r)
 			else
 				memcpy(pt->data, str, len);
 			pt->size = pt->wire = (curl_off_t)len;
+		} else if (kind >= 3) {
+			/* The string stays alive in r->parts until request() anchors that table. */
+			pt->mem = str;
+			pt->base64 = kind == 4;
+			pt->size = (curl_off_t)len;
+			pt->wire = pt->base64 ? (pt->size + 2) / 3 * 4 : pt->size;
 		} else {
 			pt->path = dup_string(str, &nomem);
 			pt->base64 = kind == 2;
@@ -1972,20 +2070,36 @@ static int engine_request(lua_State *L)
 	int nomem = 0;
 	memset(&r, 0, sizeof(r));
 	read_request(L, 2, &r);
+	if (r.data_parts > 0) {
+		/* Data parts are sent from their Lua strings: anchored now, while raising is still
+		 * harmless, under the id the transfer is about to get; let go of when it is
+		 * reported (or fails here, or the engine closes). */
+		push_anchors(L, e, 1);
+		lua_pushvalue(L, r.parts);
+		lua_rawseti(L, -2, e->next_id);
+		lua_pop(L, 1);
+	}
 
 	/* From here on nothing may raise until x is either owned by the engine or freed. */
 	if (e->n == e->cap) {
 		size_t cap = e->cap ? e->cap * 2 : 16;
 		xfer **xs = (xfer **)realloc(e->xs, cap * sizeof(*xs));
-		if (xs == NULL)
+		if (xs == NULL) {
+			if (r.data_parts > 0)
+				unanchor_id(L, e, e->next_id);
 			return luaL_error(L, "not enough memory");
+		}
 		e->xs = xs;
 		e->cap = cap;
 	}
 	x = (xfer *)calloc(1, sizeof(*x));
-	if (x == NULL)
+	if (x == NULL) {
+		if (r.data_parts > 0)
+			unanchor_id(L, e, e->next_id);
 		return luaL_error(L, "not enough memory");
+	}
 	x->id = e->next_id;
+	x->anchored = r.data_parts > 0;
 	x->max_response = r.max_response;
 	x->eng = e;
 	x->stream = r.stream;
@@ -2032,6 +2146,7 @@ static int engine_request(lua_State *L)
 			x->running = 1;
 	}
 	if (why != NULL) {
+		unanchor(L, e, x);
 		xfer_free(x);
 		return luaL_error(L, "engine:request: %s", why);
 	}
@@ -2239,6 +2354,15 @@ static int engine_close(lua_State *L)
 {
 	engine *e = (engine *)luaL_checkudata(L, 1, ENGINE_MT);
 	engine_release(e);
+	/* The transfers are gone: so is every anchor of their data parts. */
+	lua_pushlightuserdata(L, (void *)&anchors_key);
+	lua_rawget(L, LUA_REGISTRYINDEX);
+	if (lua_istable(L, -1)) {
+		lua_pushlightuserdata(L, (void *)e);
+		lua_pushnil(L);
+		lua_rawset(L, -3);
+	}
+	lua_pop(L, 1);
 	return 0;
 }
 

@@ -280,6 +280,12 @@ describe("emulator fal queue priority and runner hint", function()
     assert.are.equal("runner-7", hinted.runner_hint)
     assert.are.equal("low", hinted.priority)
     assert.are.equal(30, hinted.start_timeout)
+    -- ?input=0 leaves out what each task was sent (its image may be a data: URI).
+    assert.truthy(list[1].input)
+    for _, t in ipairs(emu:control("GET", "/_emulator/tasks?input=0").tasks) do
+      assert.is_nil(t.input)
+      assert.truthy(t.id)
+    end
   end)
 end)
 

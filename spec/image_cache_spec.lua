@@ -129,24 +129,37 @@ describe("the per-client image cache", function()
     assert.equal(0, images.cache_stats(client).reads)
   end)
 
-  it("encodes the same bytes once for { data = ... } inputs", function()
+  it("streams { data = ... } inputs from their string: no data: URI is made or kept", function()
+    -- The engine sends the bytes base64 encoded from the string itself (a data part), as it
+    -- does a file: neither a data: URI nor a body holding it becomes a Lua string.
     local bytes = util.read_file("spec/fixtures/jpeg_640x360.jpg")
     local client = client_for("vidu")
-    -- Equal strings, not only the same one, share the entry.
     local _, errs = submit_many(client, 5, { image = { data = bytes .. "" } })
     assert.same({}, errs)
     assert(client:submit{ image = { data = bytes:sub(1, -2) .. bytes:sub(-1) }, prompt = "copy" })
-    assert.equal(1, images.cache_stats(client).reads)
-    assert.equal(5, images.cache_stats(client).hits)
+    assert.same({ reads = 0, hits = 0, uploads = 0, streams = 6, kept = 0 }, images.cache_stats(client))
+    local json = require("vidu.json")
+    local core = require("vidu.core")
+    local bodies = emu:requests{ method = "POST", path = "/ent/v2/img2video" }
+    assert.equal(6, #bodies)
+    for _, r in ipairs(bodies) do
+      local mime, got = core.parse_data_uri(json.decode(r.body).images[1])
+      assert.equal("image/jpeg", mime)
+      assert.is_true(got == bytes, "a body's image differs from the bytes")
+    end
   end)
 
-  it("is per client", function()
-    local a, b = client_for("vidu"), client_for("vidu")
+  it("is per client: the same bytes are uploaded once by each", function()
+    local a, b = client_for("fal"), client_for("fal")
     local bytes = util.read_file("spec/fixtures/png_640x360.png")
-    assert(a:submit{ image = { data = bytes }, prompt = "a" })
-    assert(b:submit{ image = { data = bytes }, prompt = "b" })
-    assert.equal(1, images.cache_stats(a).reads)
-    assert.equal(1, images.cache_stats(b).reads)
+    for _ = 1, 2 do
+      assert(a:submit{ image = { data = bytes }, prompt = "a", upload = true })
+      assert(b:submit{ image = { data = bytes }, prompt = "b", upload = true })
+    end
+    assert.equal(1, images.cache_stats(a).uploads)
+    assert.equal(1, images.cache_stats(b).uploads)
+    assert.equal(1, images.cache_stats(a).hits)
+    assert.equal(2, #emu:requests{ method = "POST", path = "/storage/upload/initiate" })
   end)
 end)
 

@@ -234,8 +234,10 @@ end
 -- cache's shared copy is copied into each body. What streaming costs is a read of the file
 -- (from the page cache) and its encoding per send, a fraction of what making the string body
 -- costs; and the file must keep the size it was checked with until it is sent (the engine
--- fails the transfer otherwise, naming the file). `{ data = bytes }` inputs and data: URIs
--- are already Lua strings and keep the string body.
+-- fails the transfer otherwise, naming the file). `{ data = bytes }` inputs stream the same
+-- way from their string (the engine's data part: it keeps the string alive while it sends
+-- and encodes it as it goes), so neither their data: URI nor a body holding it is ever
+-- made. A data: URI given as the image is sent as it is, in a string body.
 images.STREAM_FROM = 0
 
 -- A streamed data: URI in a JSON body: json.encode writes it as the string "data:<mime>;
@@ -262,15 +264,22 @@ function Stream.__json(v)
 end
 
 function Stream.__tostring(v)
-  return string.format("data:%s;base64,... (streamed from %s, %d bytes)", v.mime, v.path, v.size)
+  return string.format("data:%s;base64,... (streamed from %s, %d bytes)", v.mime,
+    v.path or "memory", v.size)
 end
 
---- The value standing for a local file's data: URI in a JSON body, sent by streaming the
--- file (see STREAM_FROM). desc is a resolved file descriptor (images.resolve).
+--- The value standing for a local image's data: URI in a JSON body, sent by streaming the
+-- file, or the bytes of a `{ data = ... }` input (see STREAM_FROM). desc is a resolved
+-- descriptor (images.resolve) of source "file" or "bytes".
 function images.stream(desc)
+  local part
+  if desc.source == "bytes" then
+    part = { data = desc.bytes, base64 = true }
+  else
+    part = { file = desc.path, base64 = true, size = desc.size }
+  end
   return setmetatable({
-    path = desc.path, size = desc.size, mime = desc.mime, token = stream_token(),
-    part = { file = desc.path, base64 = true, size = desc.size },
+    path = desc.path, size = desc.size, mime = desc.mime, token = stream_token(), part = part,
   }, Stream)
 end
 
@@ -419,12 +428,12 @@ function images.materialize(client, provider, desc, uploader)
 end
 
 --- The value of a JSON body's image field: what materialize() gives, except for a local
--- file that goes inline (at least STREAM_FROM bytes), which becomes images.stream(desc):
--- vidu.http sends such a body as parts and the engine encodes the file as it sends it.
--- Returns string | stream value | nil, err.
+-- image (a file or `{ data = ... }` bytes) that goes inline (at least STREAM_FROM bytes),
+-- which becomes images.stream(desc): vidu.http sends such a body as parts and the engine
+-- encodes the image as it sends it. Returns string | stream value | nil, err.
 function images.field(client, provider, desc, uploader)
-  if desc.route == "inline" and desc.source == "file" and not desc.data_uri
-    and desc.size >= images.STREAM_FROM then
+  if desc.route == "inline" and (desc.source == "file" or desc.source == "bytes")
+    and not desc.data_uri and desc.size >= images.STREAM_FROM then
     if type(client) == "table" and client.scheduler then
       local st = cache_of(client).stats
       st.streams = st.streams + 1

@@ -4,7 +4,9 @@
 --   GET|POST /_emulator/config       [config]  run-level settings (merged)
 --   POST /_emulator/next             {outcome, polls, seconds, progress, state} for the next task
 --                                    (outcomes: success, failed, moderated, nsfw)
---   GET  /_emulator/tasks            all tasks;  GET|POST /_emulator/tasks/{id}  one task
+--   GET  /_emulator/tasks[?input=0]  all tasks (input=0: without each task's input, which
+--                                    may hold a data: URI image: 1,000 of a photo pass 512 MB)
+--   GET|POST /_emulator/tasks/{id}   one task
 --   GET|POST|DELETE /_emulator/faults          list, add ({...} or [{...}]), clear
 --   GET|DELETE /_emulator/log?method=&path=&match=
 --   GET  /_emulator/webhooks         deliveries and their attempts (duplicate, tampered)
@@ -157,7 +159,12 @@ function M.handle(app, req, res)
     return answer(app, res, 200, { ok = true, queued = #app.tasks.next_queue })
   elseif sub == "tasks" and method == "GET" then
     local list = json.array()
-    for _, t in pairs(app.tasks.by_id) do list[#list + 1] = app.tasks:describe(t) end
+    local inputs = req.params.input ~= "0"
+    for _, t in pairs(app.tasks.by_id) do
+      local d = app.tasks:describe(t)
+      if not inputs then d.input = nil end
+      list[#list + 1] = d
+    end
     table.sort(list, function(a, b) return tostring(a.id) < tostring(b.id) end)
     return answer(app, res, 200, { tasks = list })
   elseif sub:sub(1, 6) == "tasks/" then
