@@ -199,7 +199,7 @@ end
 local finished = {}
 -- With a photo the task list (each task keeps its input image) can be too large to fetch:
 -- the delays are then not measured.
-local got_tasks, task_list = pcall(control, url, "GET", "/_emulator/tasks")
+local got_tasks, task_list = pcall(control, url, "GET", "/_emulator/tasks?input=0")
 for _, t in ipairs(got_tasks and task_list.tasks or {}) do
   finished[tostring(t.id)] = t.due_at
 end

@@ -92,7 +92,7 @@ async function measure(emu, name, durations) {
   for (const s of durations || []) await control(emu, "POST", "next", { seconds: s });
   const r = await runClient(name, emu);
   const log = (await control(emu, "GET", "log")).requests;
-  const tasks = (await control(emu, "GET", "tasks")).tasks;
+  const tasks = (await control(emu, "GET", "tasks?input=0")).tasks;
   const due = new Map();
   for (const t of tasks) if (t.due_at) due.set(String(t.id), t.due_at);
   const known = new Map();
