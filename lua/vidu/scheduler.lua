@@ -321,7 +321,7 @@ function Scheduler:current()
   return self.proxies[co]
 end
 
--- Suspends `co` (the running coroutine) until _wake(co, token, ...); returns the wake values.
+-- What a parked coroutine was resumed with: the token it parked with, then the wake values.
 local function unparked(token, got, ...)
   if got ~= token then
     error("vidu: a scheduler coroutine was resumed by someone other than the scheduler", 3)
@@ -329,6 +329,7 @@ local function unparked(token, got, ...)
   return ...
 end
 
+-- Suspends `co` (the running coroutine) until _wake(co, token, what, item); returns what, item.
 function Scheduler:_park(co, token)
   self.parked[co] = token
   return unparked(token, co_yield(PARK))

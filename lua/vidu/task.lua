@@ -152,13 +152,19 @@ end
 -- changed (status, queue position, logs, progress). A terminal task and an observation
 -- whose status is behind the task's are ignored.
 function Task:apply(obs)
-  if type(obs) ~= "table" then error("task:apply expects an observation table", 2) end
+  return self:_apply(obs, true)
+end
+
+-- Task:apply; `signal` false for the readings of a stream the task's own wait follows: they
+-- must not wake that wait (only an observation from elsewhere, a callback, should).
+function Task:_apply(obs, signal)
+  if type(obs) ~= "table" then error("task:apply expects an observation table", 3) end
   for k in pairs(obs) do
-    if not OBS[k] then error("task:apply: unknown observation field " .. tostring(k), 2) end
+    if not OBS[k] then error("task:apply: unknown observation field " .. tostring(k), 3) end
   end
   local new = obs.status
   if new ~= nil and not ORDER[new] then
-    error("task:apply: unknown status " .. tostring(new), 2)
+    error("task:apply: unknown status " .. tostring(new), 3)
   end
   if self:done() then return false end
   if new ~= nil and ORDER[new] < ORDER[self.status] then return false end
@@ -211,7 +217,7 @@ function Task:apply(obs)
   if did then
     self.client:_emit(TERMINAL[self.status] and "finished" or "updated", self)
     -- A wait asleep on this task (an observation from a callback) looks now.
-    local wake = self._wake
+    local wake = signal and self._wake
     if wake then
       self._wake = nil
       client.scheduler:signal(wake)
@@ -383,10 +389,7 @@ function Task:_follow(deadline, ctx, on_update)
   local wake = self._wake
   local function on_obs(obs)
     -- The stream's own readings must not interrupt the stream: only a callback's may.
-    self._wake = nil
-    local did = self:apply(obs)
-    if not wake.fired then self._wake = wake end
-    if did and on_update then on_update(self) end
+    if self:_apply(obs, false) and on_update then on_update(self) end
   end
   -- The place goes back whatever happens, an on_update that raises included; the pcall is
   -- inside _within, so the wait's deadline is also lifted off the coroutine then.
