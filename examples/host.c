@@ -10,6 +10,11 @@
  * with its key in the environment), then calls vidu.step() once a frame and times each call.
  * When all have finished it prints the time spent in step() per frame (median, p99, max) and
  * exits 0, or 1 if any generation failed or 600 s passed.
+ *
+ * Knobs, for measuring: VIDU_HOST_GC=stop|generational|incremental[,PAUSE,STEPMUL,STEPSIZE]
+ * sets the collector before anything runs (collectgarbage's own words and numbers);
+ * VIDU_HOST_SLOW=MS prints every step whose CPU time passed MS ms, with the Lua heap before
+ * and after it (a step in which the heap shrank is one in which a collection cycle swept).
  */
 #include <stdio.h>
 #include <stdlib.h>

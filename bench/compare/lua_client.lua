@@ -3,7 +3,8 @@
 -- (os.clock: this process), peak RSS (VmHWM), generations ok and failed, the first error.
 --
 --   lua_client.lua PROVIDER BASE_URL N IMAGE_PATH API_KEY
--- VIDU_BENCH_STREAM=0 turns fal's status streams off (polling only).
+-- VIDU_BENCH_STREAM=0 turns fal's status streams off (polling only); VIDU_BENCH_MAX_STREAMS=n
+-- sets the client's bound on open streams (default 256).
 local vidu = require("vidu")
 local core = require("vidu.core")
 local json = require("vidu.json")
@@ -20,7 +21,8 @@ end
 
 -- VIDU_BENCH_STREAM=0: fal polls instead of following its status stream (as before issue 10).
 local client = vidu.client(provider, { api_key = key, base_url = base_url,
-  stream = os.getenv("VIDU_BENCH_STREAM") ~= "0" })
+  stream = os.getenv("VIDU_BENCH_STREAM") ~= "0",
+  max_streams = tonumber(os.getenv("VIDU_BENCH_MAX_STREAMS")) })
 local ok, failed, first_error = 0, 0, nil
 local cpu0, wall0 = os.clock(), core.now()
 vidu.run(function()

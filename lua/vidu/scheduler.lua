@@ -10,8 +10,9 @@
 -- Invariants that keep this safe:
 --   * a coroutine is only resumed from the ready queue, and only when coroutine.status says
 --     "suspended"; nothing is ever resumed from inside a C callback (the engine has none);
---   * each park carries a fresh token (a number that only grows); a wake with a stale token (a timer that lost the race
---     against a transfer, say) is ignored, so a coroutine is woken at most once per park;
+--   * each park carries a fresh token (a number that only grows); a wake with a stale token
+--     (a timer that lost the race against a transfer, say) is ignored, so a coroutine is woken
+--     at most once per park;
 --   * no pcall/xpcall surrounds a yield in this module, so the yields work on plain Lua 5.1
 --     as well as on LuaJIT and 5.2+. (User code that wraps a wait in pcall uses
 --     scheduler:pcall / vidu.pcall, which can yield on plain 5.1 too.)
