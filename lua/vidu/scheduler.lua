@@ -361,13 +361,13 @@ function Scheduler:_finish(co, r)
     else
       job.traceback = debug.traceback(co, tostring(r[2]))
     end
-    if #job.done.waiters == 0 and not job.observed then
+    if not job.observed then
       local u = job.group.unobserved
       u[#u + 1] = job
     end
   end
   job.co = nil
-  self:_fire(job.done)
+  if job.done then self:_fire(job.done) end
   local g = job.group
   g.live = g.live - 1
   if g.live == 0 then
@@ -692,7 +692,7 @@ function Scheduler:_spawn(fn, group, args)
     error("vidu.spawn expects a function, got " .. type(fn), 3)
   end
   -- The coroutine is made when the job is first resumed (see _start).
-  local job = setmetatable({ fn = fn, group = group, done = new_event(), scheduler = self }, Job)
+  local job = setmetatable({ fn = fn, group = group, scheduler = self }, Job)
   self.nlive = self.nlive + 1
   group.live = group.live + 1
   push_ready(self, job, -1, args)
@@ -724,7 +724,16 @@ end
 --- Waits for the job: true, results... | false, error (the error value the function raised).
 function Job:wait()
   self.observed = true
-  self.scheduler:_wait_event(self.done, "a job")
+  if self.ok == nil then
+    -- The event is made by the first wait: most jobs (a coroutine per generation) are
+    -- never waited for one by one.
+    local done = self.done
+    if not done then
+      done = new_event()
+      self.done = done
+    end
+    self.scheduler:_wait_event(done, "a job")
+  end
   if self.ok then return true, unpack(self.results, 1, self.results.n) end
   return false, self.err
 end

@@ -102,21 +102,23 @@ local function scrub(v, key, depth)
   return v
 end
 
+-- The logs part of a snapshot: their count (fal sends them all each time), or the value.
+local function logs_mark(logs)
+  return type(logs) == "table" and #logs or logs
+end
+
 -- What on_update cares about, to tell whether an observation changed anything: written
 -- into `into` (a table kept for it: no table per poll), or a new table.
 local function snapshot(task, into)
   local t = into or {}
-  local logs = task.logs
-  t[1], t[2], t[3], t[4] = task.status, task.queue_position,
-    type(logs) == "table" and #logs or logs, task.progress
+  t[1], t[2], t[3], t[4] = task.status, task.queue_position, logs_mark(task.logs), task.progress
   return t
 end
 
 -- True when the task differs from its snapshot `snap` in anything on_update cares about.
 local function changed(snap, task)
-  local logs = task.logs
   return snap[1] ~= task.status or snap[2] ~= task.queue_position or
-    snap[3] ~= (type(logs) == "table" and #logs or logs) or snap[4] ~= task.progress
+    snap[3] ~= logs_mark(task.logs) or snap[4] ~= task.progress
 end
 
 -- The start of each terminal error's message, by kind.
@@ -169,8 +171,9 @@ function Task:_apply(obs, signal)
   if self:done() then return false end
   if new ~= nil and ORDER[new] < ORDER[self.status] then return false end
 
-  local before = snapshot(self, self._before)
-  self._before = before
+  -- What on_update cares about, before (kept in locals: apply runs at every poll).
+  local status0, queue0, logs0, progress0 = self.status, self.queue_position,
+    logs_mark(self.logs), self.progress
   if type(obs.raw) == "table" then
     local key = self.client:_key()
     self.raw = scrub(obs.raw, key and #key >= 4 and key or nil, 0)
@@ -212,7 +215,8 @@ function Task:_apply(obs, signal)
         .. ")") or ""))
   end
   if new ~= nil then self.status = new end
-  local did = changed(before, self)
+  local did = status0 ~= self.status or queue0 ~= self.queue_position or
+    logs0 ~= logs_mark(self.logs) or progress0 ~= self.progress
   if TERMINAL[self.status] then client:_release_slot(self) end
   if did then
     self.client:_emit(TERMINAL[self.status] and "finished" or "updated", self)
