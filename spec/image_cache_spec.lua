@@ -187,3 +187,49 @@ describe("a submit's body", function()
     assert.equal(0, client:counters().bodies)
   end)
 end)
+
+describe("submits past their checks", function()
+  -- They enter the driver's submit as many at a time as the client has connection slots; the
+  -- rest wait at its door in a shallow frame (whose stack a collection can shrink), not deep
+  -- inside the request path.
+  it("enter the driver at most max_connections at a time, and all go out", function()
+    local client = client_for("vidu", { max_connections = 2 })
+    local submit, inside, most = client.driver.submit, 0, 0
+    client.driver.submit = function(...)
+      inside = inside + 1
+      if inside > most then most = inside end
+      local a, b = submit(...)
+      inside = inside - 1
+      return a, b
+    end
+    local ok, tasks, errs = pcall(submit_many, client, 8, { image = "spec/fixtures/png_33x17.png" })
+    client.driver.submit = submit
+    assert(ok, tasks)
+    assert.same({}, errs)
+    assert.equal(8, #tasks)
+    assert.equal(2, most)
+  end)
+
+  it("a driver that raises gives its place back", function()
+    local client = client_for("vidu", { max_connections = 1 })
+    local submit, calls = client.driver.submit, 0
+    client.driver.submit = function(...)
+      calls = calls + 1
+      if calls == 1 then error("driver exploded", 0) end
+      return submit(...)
+    end
+    local results = {}
+    local ok, err = pcall(vidu.run, function()
+      for i = 1, 2 do
+        vidu.spawn(function()
+          local good, t = vidu.pcall(client.submit, client,
+            { prompt = "gate " .. i, image = "spec/fixtures/png_33x17.png" })
+          results[i] = good and (t and "task" or "nil") or tostring(t)
+        end)
+      end
+    end)
+    client.driver.submit = submit
+    assert(ok, err)
+    assert.same({ "driver exploded", "task" }, results)
+  end)
+end)

@@ -261,6 +261,11 @@ function client_mod.new(name, opts)
   if limits and limits.concurrent then
     self._inflight = self.scheduler:semaphore(limits.concurrent)
   end
+  -- Submits past their checks, as many as there are connection slots: the rest wait at the
+  -- door of the driver's submit, in a shallow frame, instead of deep in it at a slot's
+  -- queue. A parked coroutine's stack can only shrink (at a collection) to twice what its
+  -- frames use: 10,000 submits queued inside the request path held ~64 MB of stack.
+  self._submits = self.scheduler:semaphore(max_connections)
   if limits and limits.rate then
     self._rate = { n = limits.rate, per = limits.per or 60, sent = {} }
   end
@@ -381,7 +386,12 @@ function Client:submit(params, opts)
   self:_admit()
   -- Before any byte of the paid request leaves: a journal records the intent here.
   self:_emit("submitting", nil, { params = checked }, opts.on_event)
-  local handle, obs = self.driver.submit(self, checked)
+  local gate = self._submits
+  gate:acquire()
+  -- (through the scheduler's pcall: a driver that raises must not keep its place)
+  local done, handle, obs = self.scheduler:pcall(self.driver.submit, self, checked)
+  gate:release()
+  if not done then error(handle, 0) end
   if not handle then
     err = obs
     if self._inflight and not err.may_exist then self._inflight:release() end
