@@ -32,6 +32,21 @@ local function submit_many(client, n, params)
   return tasks, errs
 end
 
+-- Two concurrent submits of `image`, each through vidu.pcall: whether the run ended well,
+-- its error, and per submit "task", "nil" or the error it raised.
+local function submit_two(client, image)
+  local results = {}
+  local ok, err = pcall(vidu.run, function()
+    for i = 1, 2 do
+      vidu.spawn(function()
+        local good, t = vidu.pcall(client.submit, client, { prompt = "two " .. i, image = image })
+        results[i] = good and (t and "task" or "nil") or tostring(t)
+      end)
+    end
+  end)
+  return ok, err, results
+end
+
 emulator.suite{ seed = 3, ready = function(e, d) emu, tmpdir = e, d end }
 
 describe("the per-client image cache", function()
@@ -80,17 +95,7 @@ describe("the per-client image cache", function()
       if calls == 1 then error("uploader exploded", 0) end
       return upload(...)
     end
-    local client = client_for("fal")
-    local results = {}
-    local ok, err = pcall(vidu.run, function()
-      for i = 1, 2 do
-        vidu.spawn(function()
-          local good, t = vidu.pcall(client.submit, client,
-            { prompt = "lock " .. i, image = "spec/fixtures/png_640x360.png" })
-          results[i] = good and (t and "task" or "nil") or tostring(t)
-        end)
-      end
-    end)
+    local ok, err, results = submit_two(client_for("fal"), "spec/fixtures/png_640x360.png")
     fal.upload = upload
     assert(ok, err)
     assert.same({ "uploader exploded", "task" }, results)
@@ -218,16 +223,7 @@ describe("submits past their checks", function()
       if calls == 1 then error("driver exploded", 0) end
       return submit(...)
     end
-    local results = {}
-    local ok, err = pcall(vidu.run, function()
-      for i = 1, 2 do
-        vidu.spawn(function()
-          local good, t = vidu.pcall(client.submit, client,
-            { prompt = "gate " .. i, image = "spec/fixtures/png_33x17.png" })
-          results[i] = good and (t and "task" or "nil") or tostring(t)
-        end)
-      end
-    end)
+    local ok, err, results = submit_two(client, "spec/fixtures/png_33x17.png")
     client.driver.submit = submit
     assert(ok, err)
     assert.same({ "driver exploded", "task" }, results)
