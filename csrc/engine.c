@@ -157,8 +157,9 @@ typedef struct body_part {
 	int base64;
 } body_part;
 
-/* The registry table that keeps the Lua strings of data parts alive while their transfer
- * runs, keyed by the transfer (a light userdata). Its address is the key: a constant. */
+/* The registry key (its address: a constant) of the table that keeps the Lua strings of
+ * data parts alive while their transfer runs: one table per engine (keyed by the engine, a
+ * light userdata), mapping a transfer's id to the checked body_parts holding its strings. */
 static const char anchors_key = 0;
 
 /* Where the response body goes when `output` was given: decided at its first byte. */

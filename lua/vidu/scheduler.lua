@@ -764,7 +764,7 @@ function Scheduler:run(fn, ...)
 end
 
 -- sleep's `ev`, `ev2`: nil, one event, or a list of events (a list has neither `fired` nor
--- `waiters`). Calls fn(event, ...) for each.
+-- `waiters`); the helpers below handle each of the three.
 local function is_event(ev) return ev.fired ~= nil or ev.waiters ~= nil end
 
 local function any_fired(ev)
