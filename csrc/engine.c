@@ -68,6 +68,12 @@
  *     notice, nothing to take. For a status stream that sends the same status again and
  *     again while nothing changes. The bytes still count (progress, `bytes`); the result
  *     says how many chunks were dropped (`repeats`).
+ *   elide_data_uris = N (bytes, >= 64; not with stream or output): in a JSON answer kept in
+ *     memory, every string that begins "data:" and takes more than N bytes is cut to
+ *     "data:... (M bytes, not kept)" by the write callback as the body arrives (util.h,
+ *     vidu_elide): at most N bytes of it are ever held. For a submit answer that echoes an
+ *     inline image back: the copy costs no C buffer, no Lua string, no collector work. The result says how many
+ *     strings were cut (`elided`).
  *   engine:take(id) -> bytes | nil   the bytes a stream transfer received since the last
  *     take (nil: none, or no such transfer)
  *   engine:step([poll_sockets = true]) / engine:wait(ms = 1000 [, settle_ms]) -> { result, ... }
@@ -93,6 +99,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -177,6 +184,8 @@ typedef struct xfer {
 	int last_whole;           /* it began and ended where events end: whole events only */
 	int mid_event;            /* skip_repeats: the bytes so far end inside an event */
 	curl_off_t repeats;       /* skip_repeats: chunks dropped */
+	size_t elide;             /* elide_data_uris: the length over which a data: URI is cut */
+	vidu_elide el;            /* elide: the cutter the body goes through as it arrives */
 	int arrived;              /* 1 while queued for an arrival notice */
 	int announced;            /* 1 once a notice carried the headers */
 	CURL *easy;               /* NULL when the transfer failed before libcurl saw it */
@@ -262,6 +271,7 @@ typedef struct req {
 	int follow;
 	int stream;               /* body taken while it arrives (engine:take) */
 	int skip_repeats;         /* stream: drop repeated whole-event chunks */
+	size_t elide;             /* elide_data_uris, 0 = off */
 	int fresh;                /* CURLOPT_FRESH_CONNECT: never ride a pooled connection */
 	int lines;                /* stack index of a table of ready "Name: value" header lines */
 	int nlines;
@@ -471,6 +481,13 @@ static size_t on_write(char *p, size_t size, size_t nmemb, void *ud)
 			xfer_file_fail(x, "write output", x->out_path, errno);
 			return 0;
 		}
+	} else if (x->elide > 0) {
+		/* No presize: the buffer holds only what the cutter keeps. */
+		if (vidu_elide_feed(&x->el, &x->body, p, len) != 0) {
+			if (x->fail == FAIL_NONE)
+				x->fail = FAIL_NOMEM;
+			return 0;
+		}
 	} else {
 		if (x->body.len == 0 && x->body.cap == 0) {
 			/* Size the buffer from Content-Length once, so a large body is not copied
@@ -503,6 +520,8 @@ static size_t on_header(char *p, size_t size, size_t nmemb, void *ud)
 			x->body.len = 0;
 			x->received = 0;
 			x->sink = SINK_UNDECIDED;
+			if (x->elide > 0)
+				vidu_elide_init(&x->el, x->elide); /* a new answer: a new text */
 		}
 		return len;
 	}
@@ -845,6 +864,9 @@ static void engine_finish(engine *e, xfer *x, CURLcode code)
 		if (bad)
 			xfer_file_fail(x, "write output", x->out_path, errno);
 	}
+	if (x->elide > 0 && x->sink != SINK_FILE && vidu_elide_end(&x->el, &x->body) != 0 &&
+		x->fail == FAIL_NONE)
+		x->fail = FAIL_NOMEM;
 	engine_push_done(e, x);
 }
 
@@ -1537,6 +1559,8 @@ static void push_result(lua_State *L, const xfer *x)
 	set_number(L, "bytes", (lua_Number)x->received);
 	if (x->skip_repeats)
 		set_number(L, "repeats", (lua_Number)x->repeats);
+	if (x->elide > 0)
+		set_number(L, "elided", (lua_Number)x->el.count);
 	if (ok) {
 		long version = 0, connects = 0;
 		curl_off_t total = 0, connect = 0, start = 0;
@@ -1905,7 +1929,7 @@ static void read_request(lua_State *L, int t, req *r)
 	static const char *const keys[] = { "method", "url", "headers", "body", "body_file",
 		"body_parts", "output", "connect_timeout", "timeout", "max_response", "follow",
 		"max_redirects", "fresh_connect", "stall_timeout", "ca_file", "ca_path", "stream",
-		"skip_repeats", NULL };
+		"skip_repeats", "elide_data_uris", NULL };
 	int headers = 0;
 	size_t mlen;
 	luaL_checktype(L, t, LUA_TTABLE);
@@ -1940,6 +1964,16 @@ static void read_request(lua_State *L, int t, req *r)
 	r->skip_repeats = opt_bool(L, t, "skip_repeats", 0);
 	if (r->skip_repeats && !r->stream)
 		luaL_error(L, "skip_repeats needs stream = true");
+	{
+		lua_Number elide = opt_count(L, t, "elide_data_uris", 0);
+		if (elide != 0 && (elide < VIDU_ELIDE_MIN || elide > (lua_Number)SIZE_MAX / 2))
+			luaL_error(L, "elide_data_uris must be 0 (off) or at least %d bytes",
+				VIDU_ELIDE_MIN);
+		if (elide != 0 && (r->stream || r->output != NULL))
+			luaL_error(L, "elide_data_uris is for answers kept in memory: not with %s",
+				r->stream ? "stream" : "output");
+		r->elide = (size_t)elide;
+	}
 	r->max_redirects = to_long(opt_count(L, t, "max_redirects", DEFAULT_MAX_REDIRECTS));
 	/* libcurl silently re-sends a request whose reused connection dies before any answer
 	 * byte ("Connection died, retrying a fresh connect"), POST included: for a submit that
@@ -2105,6 +2139,8 @@ static int engine_request(lua_State *L)
 	x->eng = e;
 	x->stream = r.stream;
 	x->skip_repeats = r.skip_repeats;
+	x->elide = r.elide;
+	vidu_elide_init(&x->el, r.elide);
 	x->stall_s = r.stall_s;
 	x->timeout_ms = r.timeout_ms;
 	x->started = mono_now();

@@ -6,6 +6,7 @@
  * fuzz targets in fuzz/ build the plain C half alone).
  */
 #include <errno.h>
+#include <stdio.h>
 #include <stdint.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -14,6 +15,7 @@
 #ifndef VIDU_UTIL_NO_LUA
 #include "core.h"
 #endif
+#include "buf.h"
 #include "util.h"
 
 /* Regular-file check and size for the *_file functions (see util.h). */
@@ -120,6 +122,129 @@ long vidu_utf8_count(const unsigned char *p, size_t n, size_t *bad)
 	return count;
 }
 
+/* True when p[0..5) is "data:" in any case (URI schemes are case-insensitive). */
+static int is_data_scheme(const char *p)
+{
+	static const char want[] = "data:";
+	size_t i;
+	for (i = 0; i < 5; i++) {
+		char c = p[i];
+		if (c >= 'A' && c <= 'Z')
+			c = (char)(c - 'A' + 'a');
+		if (c != want[i])
+			return 0;
+	}
+	return 1;
+}
+
+enum { ELIDE_START, ELIDE_OUT, ELIDE_IN, ELIDE_PASS };
+
+void vidu_elide_init(vidu_elide *el, size_t min)
+{
+	memset(el, 0, sizeof *el);
+	el->min = min;
+	el->mode = min >= VIDU_ELIDE_MIN ? ELIDE_START : ELIDE_PASS;
+}
+
+/* The length of the run of backslashes that ends p[0..n). */
+static size_t backslash_run(const char *p, size_t n)
+{
+	size_t k = n;
+	while (k > 0 && p[k - 1] == '\\')
+		k--;
+	return n - k;
+}
+
+/* Adds the content bytes p[0..n) of the open string: all of them while the string may stay
+ * (shorter than min, or not a data: URI), none past min bytes of a data: URI (it is cut at
+ * its end). Returns 0 or -1 (out of memory). */
+static int elide_content(vidu_elide *el, vidu_buf *out, const char *p, size_t n)
+{
+	size_t keep = n, run;
+	if (el->len < 5) {
+		size_t h = n < 5 - el->len ? n : 5 - el->len;
+		memcpy(el->head + el->len, p, h);
+	}
+	if (el->len + n >= 5 && is_data_scheme(el->head))
+		keep = el->len >= el->min ? 0 : (n < el->min - el->len ? n : el->min - el->len);
+	el->len += n;
+	run = backslash_run(p, n);
+	el->odd = (run == n ? el->odd + run : run) % 2;
+	return vidu_buf_append(out, p, keep);
+}
+
+/* Ends the open string: its kept bytes become the note when it is a long data: URI. */
+static int elide_close(vidu_elide *el, vidu_buf *out, int quote)
+{
+	if (el->len > el->min && is_data_scheme(el->head)) {
+		char note[64];
+		int k = snprintf(note, sizeof note, "data:... (%zu bytes, not kept)%s", el->len,
+			quote ? "\"" : "");
+		out->len = el->start + 1;
+		el->count++;
+		return vidu_buf_append(out, note, (size_t)k);
+	}
+	return quote ? vidu_buf_append(out, "\"", 1) : 0;
+}
+
+int vidu_elide_feed(vidu_elide *el, vidu_buf *out, const char *p, size_t n)
+{
+	size_t i = 0;
+	while (i < n) {
+		if (el->mode == ELIDE_PASS)
+			return vidu_buf_append(out, p + i, n - i);
+		if (el->mode == ELIDE_START) {
+			char c = p[i];
+			if (c == ' ' || c == '\t' || c == '\n' || c == '\r') {
+				if (vidu_buf_append(out, p + i, 1) != 0)
+					return -1;
+				i++;
+			} else {
+				el->mode = c == '{' || c == '[' ? ELIDE_OUT : ELIDE_PASS;
+			}
+		} else if (el->mode == ELIDE_OUT) {
+			const char *q = memchr(p + i, '"', n - i);
+			size_t end = q != NULL ? (size_t)(q - p) + 1 : n;
+			if (vidu_buf_append(out, p + i, end - i) != 0)
+				return -1;
+			i = end;
+			if (q != NULL) {
+				el->mode = ELIDE_IN;
+				el->start = out->len - 1;
+				el->len = 0;
+				el->odd = 0;
+			}
+		} else {
+			/* In a string: the first quote not escaped (an even run of backslashes before
+			 * it, counting those that ended the previous chunk) closes it. */
+			size_t j = i, q;
+			for (;;) {
+				const char *c = memchr(p + j, '"', n - j);
+				size_t run;
+				if (c == NULL)
+					return elide_content(el, out, p + i, n - i);
+				q = (size_t)(c - p);
+				run = backslash_run(p + i, q - i);
+				if ((run == q - i ? el->odd + run : run) % 2 == 0)
+					break;
+				j = q + 1;
+			}
+			if (elide_content(el, out, p + i, q - i) != 0 || elide_close(el, out, 1) != 0)
+				return -1;
+			el->mode = ELIDE_OUT;
+			i = q + 1;
+		}
+	}
+	return 0;
+}
+
+int vidu_elide_end(vidu_elide *el, vidu_buf *out)
+{
+	int rc = el->mode == ELIDE_IN ? elide_close(el, out, 0) : 0;
+	el->mode = ELIDE_PASS;
+	return rc;
+}
+
 #ifndef VIDU_UTIL_NO_LUA
 
 /* ---------------------------------------------------------------------------------------- */
@@ -168,10 +293,42 @@ static int util_is_regular_or_absent(lua_State *L)
 	return 2;
 }
 
+/* core.elide_data_uris(json, min) -> json', count: the engine's elide_data_uris on a string
+ * (see util.h). */
+static int util_elide_data_uris(lua_State *L)
+{
+	size_t n, len;
+	const char *s = luaL_checklstring(L, 1, &n);
+	lua_Integer min = luaL_checkinteger(L, 2);
+	vidu_elide el;
+	vidu_buf out;
+	char *copy;
+	int rc;
+	luaL_argcheck(L, min >= VIDU_ELIDE_MIN, 2, "min must be at least 64");
+	/* The result is never longer than the input: room for it is made before any malloc, so
+	 * nothing raises while the C buffer is held. */
+	copy = lua_newuserdata(L, n + 1);
+	vidu_elide_init(&el, (size_t)min);
+	vidu_buf_init(&out);
+	rc = vidu_elide_feed(&el, &out, s, n);
+	if (rc == 0)
+		rc = vidu_elide_end(&el, &out);
+	len = out.len;
+	if (rc == 0 && len <= n && len > 0)
+		memcpy(copy, out.data, len);
+	vidu_buf_free(&out);
+	if (rc != 0 || len > n)
+		return luaL_error(L, rc != 0 ? "not enough memory" : "elide_data_uris grew its input");
+	lua_pushlstring(L, copy, len);
+	lua_pushinteger(L, (lua_Integer)el.count);
+	return 2;
+}
+
 static const luaL_Reg util_funcs[] = {
 	{ "now", util_now },
 	{ "utf8_len", util_utf8_len },
 	{ "is_regular_or_absent", util_is_regular_or_absent },
+	{ "elide_data_uris", util_elide_data_uris },
 	{ NULL, NULL }
 };
 

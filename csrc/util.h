@@ -30,4 +30,32 @@ const char *vidu_output_target(const char *path, int *err);
  * byte that does not start a valid sequence. */
 long vidu_utf8_count(const unsigned char *p, size_t n, size_t *bad);
 
+/* The shortest limit vidu_elide takes: longer than any note it leaves. */
+#define VIDU_ELIDE_MIN 64
+
+/* Cuts long data: URIs out of a JSON text as it arrives, for the answers that echo back an
+ * image sent inline, so the copy never becomes a Lua string nor even a C buffer: in a text
+ * that begins with '{' or '[' (after blanks), every string that begins "data:" (any case)
+ * and takes more than min bytes (escapes as written) becomes "data:... (N bytes, not kept)",
+ * N its length in the text; at most min bytes of it are ever held. Other text passes as it
+ * is, as does everything when min < VIDU_ELIDE_MIN. A string still open at the end (a cut
+ * answer) that is being cut ends as the note without its closing quote. */
+typedef struct vidu_elide {
+	size_t min;               /* the limit, bytes */
+	int mode;                 /* where the text so far ends (util.c) */
+	size_t start;             /* in a string: the offset in out of its opening quote */
+	size_t len;               /* in a string: its content's bytes so far */
+	int odd;                  /* in a string: the content so far ends in an odd run of '\' */
+	char head[5];             /* in a string: its first bytes, to tell a data: URI */
+	size_t count;             /* strings cut so far */
+} vidu_elide;
+
+struct vidu_buf;
+void vidu_elide_init(vidu_elide *el, size_t min);
+/* Feeds the next n bytes of the text; what is kept is appended to out, whose bytes from the
+ * first fed on are the elider's to rewrite. Returns 0, or -1 when out could not grow. */
+int vidu_elide_feed(vidu_elide *el, struct vidu_buf *out, const char *p, size_t n);
+/* Ends the text (see above). Returns 0, or -1 when out could not grow. */
+int vidu_elide_end(vidu_elide *el, struct vidu_buf *out);
+
 #endif

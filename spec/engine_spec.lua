@@ -220,6 +220,50 @@ describe("vidu.core engine", function()
       assert.are.equal("{}", r.body)
     end)
 
+    describe("elide_data_uris", function()
+      -- /echo answers with the body it was sent: a JSON answer that echoes an image.
+      local b64 = string.rep("iVBORw0KGgoAAAANSUhEUg+/", 40000) -- ~1 MB, split over many writes
+      local sent = '{"images":["data:image/png;base64,' .. b64 .. '"],"task_id":"t1",' ..
+        '"short":"data:image/png;base64,AAAA","prompt":"a \\"data:' .. b64 .. '"}'
+
+      it("cuts long data: URIs out of a JSON answer before it is a string", function()
+        local r = fetch(engine, { method = "POST", url = url("/echo"), body = sent,
+          elide_data_uris = 1024 })
+        assert.is_true(r.ok)
+        assert.are.equal(#sent, r.bytes) -- what came over the wire
+        assert.are.equal(1, r.elided)
+        assert.are.equal('{"images":["data:... (' .. (#b64 + 22) .. ' bytes, not kept)"],' ..
+          '"task_id":"t1","short":"data:image/png;base64,AAAA","prompt":"a \\"data:' .. b64 .. '"}',
+          r.body)
+      end)
+
+      it("leaves the answer whole without the option, or when it is not JSON", function()
+        local r = fetch(engine, { method = "POST", url = url("/echo"), body = sent })
+        assert.are.equal(sent, r.body)
+        assert.is_nil(r.elided)
+        local html = '<img src="data:image/png;base64,' .. b64 .. '">'
+        r = fetch(engine, { method = "POST", url = url("/echo"), body = html,
+          elide_data_uris = 1024 })
+        assert.are.equal(html, r.body)
+        assert.are.equal(0, r.elided)
+      end)
+
+      it("is refused below 64 bytes and with stream or output", function()
+        for _, case in ipairs{
+          { { elide_data_uris = 10 }, "at least 64" },
+          { { elide_data_uris = 1024, stream = true }, "not with stream" },
+          { { elide_data_uris = 1024, output = "/tmp/x" }, "not with output" },
+          { { elide_data_uris = "1024" }, "must be a number" },
+        } do
+          case[1].url = url("/echo")
+          local ok, err = pcall(engine.request, engine, case[1])
+          assert.is_false(ok)
+          assert.matches(case[2], err)
+        end
+        assert.are.equal(0, engine:pending())
+      end)
+    end)
+
     it("sends Content-Length: 0 for a POST without a body", function()
       local r = fetch(engine, { method = "POST", url = url("/echo") })
       assert.is_true(r.ok)

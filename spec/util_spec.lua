@@ -1,4 +1,4 @@
--- vidu.core util: core.now and core.utf8_len.
+-- vidu.core util: core.now, core.utf8_len and core.elide_data_uris.
 local core = require("vidu.core")
 
 -- "C3 A9" -> the two bytes 0xC3 0xA9 (Lua 5.1 has no "\x" escapes).
@@ -99,5 +99,65 @@ describe("core.utf8_len", function()
   it("raises for a non-string", function()
     assert.has_error(function() core.utf8_len(nil) end)
     assert.has_error(function() core.utf8_len({}) end)
+  end)
+end)
+
+describe("core.elide_data_uris", function()
+  local json = require("vidu.json")
+  local long = "data:image/jpeg;base64," .. string.rep("/9j+AAQSkZJRgABAQ", 20)
+  local elide = core.elide_data_uris
+
+  it("cuts each long data: URI string, its length counted as written", function()
+    -- The encoder escapes '/' as '\/' (cjson does): the count is of the bytes in the text.
+    local text = json.encode{ images = { long, "data:x" }, id = "7", nested = { { u = long } } }
+    local written = #json.encode(long) - 2
+    assert.is_true(written > #long) -- the escapes are there
+    local out, n = elide(text, 64)
+    assert.are.equal(2, n)
+    local back = json.decode(out)
+    local note = "data:... (" .. written .. " bytes, not kept)"
+    assert.are.same({ note, "data:x" }, back.images)
+    assert.are.equal(note, back.nested[1].u)
+    assert.are.equal("7", back.id)
+  end)
+
+  it("keeps strings at or under the limit, other schemes, and any case of data:", function()
+    local text = '[ "' .. long .. '", "http://x/' .. long .. '", "DaTa:' .. long:sub(6) .. '" ]'
+    local out, n = elide(text, #long)
+    assert.are.equal(0, n) -- exactly #long is not more than the limit
+    assert.are.equal(text, out)
+    out, n = elide(text, #long - 1)
+    assert.are.equal(2, n)
+    assert.are.same({ "data:... (" .. #long .. " bytes, not kept)", "http://x/" .. long,
+      "data:... (" .. #long .. " bytes, not kept)" }, json.decode(out))
+  end)
+
+  it("tells strings from the text around them", function()
+    -- A quote escaped inside a string does not end it: the data: after it is not a string's start.
+    local text = '\n {"a":"x\\"' .. long .. '","' .. long .. '":1}'
+    local out, n = elide(text, 64)
+    assert.are.equal(1, n)
+    assert.are.equal('\n {"a":"x\\"' .. long .. '","data:... (' .. #long .. ' bytes, not kept)":1}', out)
+  end)
+
+  it("leaves alone text that is not JSON, and ends an open data: URI as its note", function()
+    for _, text in ipairs{ '<img src="' .. long .. '">', "", "   ", '{"u":"data:x', '["x\\' } do
+      local out, n = elide(text, 64)
+      assert.are.equal(text, out)
+      assert.are.equal(0, n)
+    end
+    -- A cut answer: the open string is a note without its closing quote (still not JSON).
+    for _, tail in ipairs{ "", "\\" } do
+      local out, n = elide('{"u":"' .. long .. tail, 64)
+      assert.are.equal('{"u":"data:... (' .. (#long + #tail) .. ' bytes, not kept)', out)
+      assert.are.equal(1, n)
+    end
+  end)
+
+  it("refuses a limit below 64 (a note must be shorter than what it replaces)", function()
+    local ok, err = pcall(elide, "{}", 63)
+    assert.is_false(ok)
+    assert.matches("min must be at least 64", err)
+    assert.has_error(function() elide(nil, 64) end)
   end)
 end)

@@ -22,6 +22,7 @@ local SPEC = {
   headers = true, idempotent = true, auth = true, output = true, timeout = true,
   connect_timeout = true, on_progress = true, max_response = true, attempts = true,
   expect_json = true, deadline = true, read_errors = true, stall_timeout = true,
+  elide_data_uris = true,
 }
 
 -- RFC 9110 idempotent methods; POST and PATCH are not.
@@ -302,6 +303,8 @@ function Requester:request(spec, deadline)
     output = spec.output, timeout = timeout,
     connect_timeout = spec.connect_timeout or self.connect_timeout,
     max_response = spec.max_response,
+    -- An answer's long data: URIs (an inline image echoed back) cut in C (vidu.core engine).
+    elide_data_uris = spec.elide_data_uris,
     -- A download that stops moving ends (retryably) instead of hanging forever.
     stall_timeout = spec.stall_timeout or (spec.output and self.stall_timeout) or nil,
     ca_file = self.ca_file, ca_path = self.ca_path,

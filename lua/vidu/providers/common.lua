@@ -117,6 +117,11 @@ function common.no_task_id(provider, resp, what, refused, code, message)
   return nil, common.uncertain(provider, "the submit answer has no " .. what, resp)
 end
 
+--- Submit answers that echo an inline image back (Vidu's create answer does) have their
+-- data: URIs over this many bytes cut by the engine before they are Lua strings
+-- (client:request's elide_data_uris); task.raw drops the ones other answers carry the same way.
+common.ECHO_MAX = 1024
+
 --- Copies into `err` a known task id, so a failed submit never loses a paid task.
 function common.with_task_id(err, id)
   if type(err) == "table" and id and err.task_id == nil then err.task_id = id end

@@ -255,6 +255,7 @@ function fal.submit(client, p)
     method = "POST", path = path, headers = headers, idempotent = false,
     -- Encoded once a connection slot is granted (vidu.http): a queued submit holds no body.
     json = function() return body end,
+    elide_data_uris = common.ECHO_MAX, -- an inline image echoed back is cut in C
   }
   if not resp then return nil, err end
   local j = tab(resp.json)

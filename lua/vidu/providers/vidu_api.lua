@@ -178,6 +178,8 @@ function vidu_api.new(cfg)
       method = "POST", path = prefix .. "/img2video", idempotent = false,
       -- Encoded once a connection slot is granted (vidu.http): a queued submit holds no body.
       json = function() return body end,
+      -- Vidu's create answer echoes the images sent: an inline one is cut before it is a string.
+      elide_data_uris = common.ECHO_MAX,
     }
     if not resp then return nil, err end
     local j = tab(resp.json)

@@ -157,6 +157,7 @@ function vtrix.submit(client, p)
     method = "POST", path = "/model/v1/generation", idempotent = false,
     -- Encoded once a connection slot is granted (vidu.http): a queued submit holds no body.
     json = function() return { model = p.model, input = { { params = params } } } end,
+    elide_data_uris = common.ECHO_MAX, -- an inline image echoed back is cut in C
   }
   if not resp then return nil, err end
   local j = unwrap(tab(resp.json))

@@ -166,6 +166,8 @@ function wavespeed.submit(client, p)
     -- Encoded once a connection slot is granted (vidu.http): a queued submit holds no body.
     json = function() return body end,
     timeout = p.sync and wavespeed.sync_timeout or nil,
+    -- An inline image echoed back is cut in C; not in sync mode, whose answer is the result.
+    elide_data_uris = not p.sync and common.ECHO_MAX or nil,
   }
   if not resp then return nil, err end
   local j = tab(resp.json)
