@@ -211,7 +211,6 @@ typedef struct xfer {
 	curl_off_t part_pos;      /* wire bytes of that part sent since the last rewind */
 	curl_off_t file_pos;      /* bytes of that part's file read since the last rewind */
 	curl_off_t parts_size;    /* the Content-Length: every part's wire bytes */
-	unsigned char *chunk;     /* PART_CHUNK bytes of file on their way to the encoder */
 	char carry[4];            /* an encoded group libcurl's buffer had no room for */
 	int carry_len, carry_at;  /* its length (0: none) and how much of it was sent */
 	char note[96];            /* a FAIL_FILE reason formatted for this transfer */
@@ -256,6 +255,10 @@ typedef struct engine {
 	struct pollfd *pfds;      /* wait()'s poll set, reused */
 	size_t cappfds;
 	double driven;            /* monotonic seconds of the last perform (wait's settle_ms) */
+	/* PART_CHUNK bytes of file on their way to the base64 encoder: made by the first request
+	 * with a base64 file part, shared by all (a read callback encodes what it reads before it
+	 * returns, and callbacks never run at the same time). */
+	unsigned char *chunk;
 } engine;
 
 /* Request options, read and checked before anything is allocated. Strings point into Lua
@@ -279,7 +282,7 @@ typedef struct req {
 
 /* ---------------------------------------------------------------- transfers (no Lua) */
 
-/* Closes the files of a body_parts transfer and frees its chunk: all it needs to send. */
+/* Closes the files of a body_parts transfer: all it needs to send. */
 static void parts_close(xfer *x)
 {
 	size_t i;
@@ -288,8 +291,6 @@ static void parts_close(xfer *x)
 			fclose(x->parts[i].f);
 		x->parts[i].f = NULL;
 	}
-	free(x->chunk);
-	x->chunk = NULL;
 }
 
 /* Frees the parts themselves (parts_close first). */
@@ -690,9 +691,9 @@ static size_t on_read_parts(char *p, size_t size, size_t nmemb, void *ud)
 				src = (const unsigned char *)pt->mem + x->file_pos;
 				x->file_pos += (curl_off_t)in;
 			} else {
-				if (parts_read_file(x, pt, x->chunk, in) != 0)
+				if (parts_read_file(x, pt, x->eng->chunk, in) != 0)
 					return CURL_READFUNC_ABORT;
-				src = x->chunk;
+				src = x->eng->chunk;
 			}
 			out = vidu_b64_encoded_len(in);
 			if (out <= left) {
@@ -933,6 +934,8 @@ static void engine_release(engine *e)
 		curl_multi_cleanup(e->multi);
 	e->multi = NULL;
 	free(e->user_agent);
+	free(e->chunk);
+	e->chunk = NULL;
 	e->user_agent = NULL;
 	free(e->changes);
 	free(e->socks);
@@ -2060,9 +2063,9 @@ static const char *parts_open(xfer *x, lua_State *L, const req *r)
 		if (nomem)
 			return "not enough memory";
 	}
-	if (base64) {
-		x->chunk = (unsigned char *)malloc(PART_CHUNK);
-		if (x->chunk == NULL)
+	if (base64 && x->eng->chunk == NULL) {
+		x->eng->chunk = (unsigned char *)malloc(PART_CHUNK);
+		if (x->eng->chunk == NULL)
 			return "not enough memory";
 	}
 	for (i = 0; i < r->nparts && x->fail == FAIL_NONE; i++) {

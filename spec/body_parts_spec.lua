@@ -100,6 +100,23 @@ describe("engine body_parts", function()
         "the body after a 307 differs")
     end)
 
+    it("sends many base64 file parts at once, each its own bytes", function()
+      -- The engine's one chunk buffer serves every transfer's encoder in turn: files of
+      -- different bytes, several chunks each, sent side by side, must each arrive as they are.
+      local ids, want = {}, {}
+      for i = 1, 12 do
+        local data = pattern(3 * 49152 + 7 * i):sub(i + 1) .. string.char(i):rep(i)
+        want[i] = "{" .. core.b64encode(data) .. "}"
+        ids[i] = engine:request{ method = "POST", url = url("/echo"),
+          body_parts = { "{", { file = tmpfile(data), base64 = true }, "}" } }
+      end
+      local got = drive(engine, ids)
+      for i, id in ipairs(ids) do
+        assert.is_true(got[id].ok, got[id].message)
+        assert.is_true(got[id].body == want[i], "request " .. i .. "'s body differs")
+      end
+    end)
+
     it("keeps a data part's string alive while it is sent, and lets go once reported", function()
       -- The only reference to each string is the request: the collector runs between the
       -- request and its sending, and the bytes must still arrive whole (under ASan or valgrind
