@@ -147,12 +147,12 @@ doc-check: deps
 
 # ---------------------------------------------------------------- fuzzing
 # make fuzz [FUZZ_SECONDS=N] [FUZZ_TARGETS="image b64"]: the libFuzzer targets of fuzz/ (image
-# header probe, strict base64 with the scalar and AVX2 paths compared, data: URIs, UTF-8), built
-# with clang and ASan+UBSan over the plain-C half of the core; each runs N seconds in turn and
-# prints its executions per second (fuzz/run.sh). clang and its compiler-rt (libFuzzer) are
-# installed by this target alone, not by `make deps`.
+# header probe, strict base64 with the scalar and AVX2 paths compared, data: URIs, UTF-8, the
+# streaming cutter of data: URIs in JSON), built with clang and ASan+UBSan over the plain-C half
+# of the core; each runs N seconds in turn and prints its executions per second (fuzz/run.sh).
+# clang and its compiler-rt (libFuzzer) are installed by this target alone, not by `make deps`.
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS ?= image b64 data_uri utf8
+FUZZ_TARGETS ?= image b64 data_uri utf8 elide
 FUZZ_CC ?= clang
 FUZZ_PKGS := clang libclang-rt-dev
 FUZZ_BUILD := build/fuzz

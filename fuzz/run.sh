@@ -39,6 +39,14 @@ seeds() {
     for f in "$fixtures"/*.png "$fixtures"/*.jpg; do head -c 256 "$f" >"$dir/$(basename "$f").head"; done
     printf 'h\303\251llo w\303\266rld \342\234\223 \360\235\204\236 \346\227\245\346\234\254' >"$dir/mixed"
     printf '\355\240\200 \300\200 \364\220\200\200 \340\237\277' >"$dir/invalid" ;;
+  elide)
+    # Two bytes, 02 80: the limit 64 (the 02) and no '*' expansion (the 80 bit); then a
+    # submit answer that echoes an image, one with escapes, one cut off inside the image.
+    for f in "$fixtures"/*.png "$fixtures"/*.jpg; do
+      { printf '\002\200{"images":["data:image/png;base64,'; head -c 300 "$f" | base64 -w0 | sed 's|/|\\/|g'
+        printf '"],"task_id":"1","prompt":"a \\"data:x\\\\"}'; } >"$dir/$(basename "$f").json"
+    done
+    { printf '\002\200 [ "DATA:text/plain,'; head -c 200 "$fixtures"/png_33x17.png | base64 -w0; } >"$dir/open" ;;
   esac
 }
 
