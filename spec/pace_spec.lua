@@ -74,6 +74,28 @@ describe("vidu.pace", function()
     assert.is_false(late)
   end)
 
+  it("spends a kind's cold start on its 16 oldest waiting tasks; the rest sleep the longest gap", function()
+    local p = pace_with(0.5)
+    local tickets = {}
+    for i = 1, 20 do tickets[i] = p:ticket("k", 0) end
+    local other = p:ticket("other", 0) -- another kind has its own scouts
+    -- The schedule's gap is 2 s, its longest 15 s.
+    for i = 1, 16 do assert.are.equal(2, (p:delay(tickets[i], 1, 2, 1.5, 0, 15))) end
+    for i = 17, 20 do assert.are.equal(15, (p:delay(tickets[i], 1, 2, 1.5, 0, 15))) end
+    assert.are.equal(2, (p:delay(other, 1, 2, 1.5, 0, 15)))
+    -- A scout gone (failed: nothing learned) makes the next task in line a scout.
+    p:finish(tickets[3], 4, false)
+    assert.are.equal(2, (p:delay(tickets[17], 4, 2, 1.5, 0, 15)))
+    assert.are.equal(15, (p:delay(tickets[18], 4, 2, 1.5, 0, 15)))
+    -- A gap already past the longest (a schedule without one, or the deadline's) stays.
+    assert.are.equal(20, (p:delay(tickets[18], 4, 20, 1.5, 0, 15)))
+    assert.are.equal(2, (p:delay(tickets[18], 4, 2, 1.5, 0, nil)))
+    -- Once the kind has learned a duration, the plan is the pace's for every task alike.
+    p:finish(tickets[1], 10, true)
+    p:polled(tickets[20], 9)
+    assert.are.equal(0, (p:delay(tickets[20], 10.1, 2, 1.5, 0, 15)))
+  end)
+
   describe("over lognormal durations (median 30 s, sigma 0.5, 64 samples)", function()
     local samples = lognormal(64, 30, 0.5)
     local sorted = sorted_copy(samples)

@@ -39,6 +39,13 @@
 -- burst of tasks does not poll in lockstep, and counts from the task's last poll, so a plan
 -- made again never pushes the next poll further out.
 --
+-- Scouts. Before a kind has learned anything, its tasks submitted together will finish
+-- roughly in the order they were submitted, and the first finish wakes the rest (below). So
+-- only its SCOUTS oldest waiting tasks (by the order their waits began) follow the schedule's
+-- backoff; a younger one sleeps the schedule's longest gap, jittered, unless woken sooner: a
+-- batch of 1,000 spends its cold start's polls on 16 tasks, not on every one. The cost: a
+-- younger task that finishes before every scout is seen up to that gap late.
+--
 -- Waking. When a kind learns its first duration, one shorter than any before, or its count of
 -- durations doubles, its event fires and every task of that kind asleep on it plans again. A
 -- task last seen running before the shortest duration and now past it looks at once: the
@@ -61,6 +68,7 @@ local MIN_GAP = 0.5
 local OVERDUE_SHARE = 0.1
 local Q_HIGH = 0.95
 local TRUST = 4
+local SCOUTS = 16
 local SAMPLES = 64
 local SEEN_CAP = 1024
 local KEYS = 32
@@ -273,7 +281,7 @@ function Pace:kind(key)
       self.kinds[okey] = nil
       self.nkinds = self.nkinds - 1
     end
-    k = { key = key, samples = {}, seen = 0, min = nil, used = 0,
+    k = { key = key, samples = {}, seen = 0, min = nil, used = 0, ranks = 0, ended = 0,
       tickets = setmetatable({}, { __mode = "k" }), event = self.scheduler:event(),
       table = nil, built = nil, dirty = false }
     self.kinds[key] = k
@@ -289,7 +297,12 @@ end
 function Pace:ticket(key, started_at, old)
   local k = self:kind(key or Pace.CLIENT)
   local ticket = old or { started = started_at, seen = 0 }
-  if ticket.kind and ticket.kind ~= k then ticket.kind.tickets[ticket] = nil end
+  if ticket.kind ~= k then
+    if ticket.kind then ticket.kind.tickets[ticket] = nil end
+    -- Its place in the kind's order: scouts are the oldest still waiting (see Scouts).
+    k.ranks = k.ranks + 1
+    ticket.rank = k.ranks
+  end
   ticket.kind = k
   k.tickets[ticket] = true
   k.dirty = true
@@ -324,8 +337,16 @@ end
 -- the schedule's growth; overdue: the task's overdue polls so far; max: the longest gap.
 -- -> delay, overdue (true when the task is past the likely range).
 function Pace:delay(ticket, now, gap, factor, overdue, max)
-  local t = self:_table(ticket.kind, now)
-  if not t then return gap, false end
+  local k = ticket.kind
+  local t = self:_table(k, now)
+  if not t then
+    -- Nothing learned yet: a task behind the scouts sleeps the longest gap (see Scouts).
+    if max and ticket.rank - k.ended > SCOUTS then
+      local long = self:jitter(max)
+      if long > gap then return long, false end
+    end
+    return gap, false
+  end
   return Pace.plan(t, ticket.seen, now - ticket.started,
     { random = self.random, factor = factor, overdue = overdue, max = max })
 end
@@ -363,6 +384,7 @@ end
 -- process submitted (`learn`) teaches its kind and the client-wide one its age at `now`.
 function Pace:finish(ticket, now, learn)
   local k = ticket.kind
+  if k.tickets[ticket] then k.ended = k.ended + 1 end
   k.tickets[ticket] = nil
   k.dirty = true
   local age = now - ticket.started
