@@ -90,6 +90,15 @@ describe("vidu.pace", function()
     -- A gap already past the longest (a schedule without one, or the deadline's) stays.
     assert.are.equal(20, (p:delay(tickets[18], 4, 20, 1.5, 0, 15)))
     assert.are.equal(2, (p:delay(tickets[18], 4, 2, 1.5, 0, nil)))
+    -- Scouts that end teaching nothing hand over: every 8th such end wakes the kind's
+    -- sleepers to plan again (the 9th, here, after the one above and 7 more).
+    local ev = p:event(tickets[20])
+    for i = 4, 10 do
+      assert.is_false(ev.fired)
+      p:finish(tickets[i], 5, false)
+    end
+    assert.is_true(ev.fired)
+    assert.are.equal(2, (p:delay(tickets[20], 5, 2, 1.5, 0, 15))) -- now among the 16 oldest
     -- Once the kind has learned a duration, the plan is the pace's for every task alike.
     p:finish(tickets[1], 10, true)
     p:polled(tickets[20], 9)

@@ -44,7 +44,10 @@
 -- only its SCOUTS oldest waiting tasks (by the order their waits began) follow the schedule's
 -- backoff; a younger one sleeps the schedule's longest gap, jittered, unless woken sooner: a
 -- batch of 1,000 spends its cold start's polls on 16 tasks, not on every one. The cost: a
--- younger task that finishes before every scout is seen up to that gap late.
+-- younger task that finishes before every scout is seen up to that gap late. Scouts that end
+-- without teaching anything (failures, attached tasks) hand over: every SCOUTS / 2 such ends
+-- wake the kind's sleepers, and the next in line scout (a journal's thousand tasks attached
+-- after a crash, all long finished, are seen within seconds, not a gap at a time).
 --
 -- Waking. When a kind learns its first duration, one shorter than any before, or its count of
 -- durations doubles, its event fires and every task of that kind asleep on it plans again. A
@@ -357,6 +360,13 @@ function Pace:overdue(ticket, now)
   return t ~= nil and Pace.survival(t, now - ticket.started) < 1 - Q_HIGH
 end
 
+-- Wakes every task of kind k asleep on its event (they plan again).
+local function wake(self, k)
+  local ev = k.event
+  k.event = self.scheduler:event()
+  self.scheduler:signal(ev)
+end
+
 local function add(self, k, age, done)
   k.seen = k.seen + 1
   if k.seen > SEEN_CAP then k.seen = SEEN_CAP end
@@ -374,9 +384,7 @@ local function add(self, k, age, done)
   if not k.min or done < k.min or (n < SEEN_CAP and n >= 2 and n % 2 == 0 and
       2 ^ math.floor(math.log(n) / math.log(2) + 1e-9) == n) then
     if not k.min or done < k.min then k.min = done end
-    local ev = k.event
-    k.event = self.scheduler:event()
-    self.scheduler:signal(ev)
+    wake(self, k)
   end
 end
 
@@ -384,11 +392,16 @@ end
 -- process submitted (`learn`) teaches its kind and the client-wide one its age at `now`.
 function Pace:finish(ticket, now, learn)
   local k = ticket.kind
-  if k.tickets[ticket] then k.ended = k.ended + 1 end
+  local waited = k.tickets[ticket]
+  if waited then k.ended = k.ended + 1 end
   k.tickets[ticket] = nil
   k.dirty = true
   local age = now - ticket.started
-  if not learn or age <= 0 then return end
+  if not learn or age <= 0 then
+    -- Scouts that teach nothing hand over to the next in line (see Scouts).
+    if waited and not k.min and k.ended % (SCOUTS / 2) == 0 then wake(self, k) end
+    return
+  end
   -- It finished between its last poll seen running and this one: the hazard counts the
   -- middle of the two (the end would heap every finish onto the polls that saw them), the
   -- wake the end (the age at which a task of the kind was surely done).
