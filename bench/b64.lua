@@ -1,7 +1,8 @@
 -- bench/b64.lua: base64 throughput over one 50 MB buffer, with what to compare it to.
 --
 --   1. C level (bench/b64_bench.c, built here with cc and the project's -O2 against the same
---      csrc/b64.c): memcpy, then encode and decode with each implementation the CPU has.
+--      csrc/b64.c and csrc/util.c): memcpy, then encode and decode with each implementation
+--      the CPU has.
 --   2. Lua level: the same work through vidu.core (b64encode, b64decode, data_uri_file), which
 --      adds making the Lua string: one copy into freshly allocated memory. A Lua string copy
 --      of the same size is printed beside it as that part's own cost.
@@ -55,8 +56,8 @@ local cc = os.getenv("CC") or "cc"
 local exe = "build/bench/b64_bench"
 assert(run("mkdir -p build/bench"))
 local build = table.concat({
-  cc, "-std=c99 -D_POSIX_C_SOURCE=200809L -O2 -Wall -Wextra -pedantic -DVIDU_B64_NO_LUA -Icsrc",
-  "bench/b64_bench.c csrc/b64.c -o", exe,
+  cc, "-std=c99 -D_POSIX_C_SOURCE=200809L -O2 -Wall -Wextra -pedantic -DVIDU_B64_NO_LUA",
+  "-DVIDU_UTIL_NO_LUA -Icsrc bench/b64_bench.c csrc/b64.c csrc/util.c -o", exe,
 }, " ")
 if not run(build) then error("bench/b64.lua: could not build " .. exe .. " with: " .. build) end
 io.stdout:flush()

@@ -18,10 +18,10 @@
 #include <string.h>
 
 #include "b64.h"
-#ifndef VIDU_B64_NO_LUA /* bench/b64_bench.c builds the plain C half alone */
+#include "util.h"
+#ifndef VIDU_B64_NO_LUA /* bench/b64_bench.c builds the plain C half alone (with util.c) */
 #include "core.h"
 #include "image.h"
-#include "util.h"
 #endif
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
@@ -454,35 +454,19 @@ const char *vidu_b64_strerror(int status)
 	}
 }
 
-/* ASCII case-insensitive comparison of n bytes (locale-independent). */
-static int ascii_ieq(const char *a, const char *b, size_t n)
-{
-	size_t i;
-	for (i = 0; i < n; i++) {
-		unsigned char x = (unsigned char)a[i], y = (unsigned char)b[i];
-		if (x >= 'A' && x <= 'Z')
-			x = (unsigned char)(x + 32);
-		if (y >= 'A' && y <= 'Z')
-			y = (unsigned char)(y + 32);
-		if (x != y)
-			return 0;
-	}
-	return 1;
-}
-
 /* The base64 data: URI splitter (see b64.h): the header checks of RFC 2397 that matter for
  * images, in the order that gives the most useful message. */
 const char *vidu_data_uri_split(const char *uri, size_t n, struct vidu_data_uri *out)
 {
 	const char *comma;
 	size_t metalen;
-	if (n < 5 || !ascii_ieq(uri, "data:", 5))
+	if (n < 5 || !vidu_ascii_ieq(uri, "data:", 5))
 		return "not a data: URI";
 	comma = (const char *)memchr(uri + 5, ',', n - 5);
 	if (comma == NULL)
 		return "data: URI has no ',' before its data";
 	metalen = (size_t)(comma - (uri + 5));
-	if (metalen < 7 || !ascii_ieq(comma - 7, ";base64", 7))
+	if (metalen < 7 || !vidu_ascii_ieq(comma - 7, ";base64", 7))
 		return "data: URI is not base64 (only ';base64,' data URIs are supported)";
 	out->mime = uri + 5;
 	out->mime_len = metalen - 7;

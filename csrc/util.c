@@ -122,19 +122,25 @@ long vidu_utf8_count(const unsigned char *p, size_t n, size_t *bad)
 	return count;
 }
 
-/* True when p[0..5) is "data:" in any case (URI schemes are case-insensitive). */
-static int is_data_scheme(const char *p)
+int vidu_ascii_ieq(const char *a, const char *b, size_t n)
 {
-	static const char want[] = "data:";
 	size_t i;
-	for (i = 0; i < 5; i++) {
-		char c = p[i];
-		if (c >= 'A' && c <= 'Z')
-			c = (char)(c - 'A' + 'a');
-		if (c != want[i])
+	for (i = 0; i < n; i++) {
+		unsigned char x = (unsigned char)a[i], y = (unsigned char)b[i];
+		if (x >= 'A' && x <= 'Z')
+			x = (unsigned char)(x + 32);
+		if (y >= 'A' && y <= 'Z')
+			y = (unsigned char)(y + 32);
+		if (x != y)
 			return 0;
 	}
 	return 1;
+}
+
+/* True when p[0..5) is "data:" in any case (URI schemes are case-insensitive). */
+static int is_data_scheme(const char *p)
+{
+	return vidu_ascii_ieq(p, "data:", 5);
 }
 
 enum { ELIDE_START, ELIDE_OUT, ELIDE_IN, ELIDE_PASS };

@@ -30,6 +30,9 @@ const char *vidu_output_target(const char *path, int *err);
  * byte that does not start a valid sequence. */
 long vidu_utf8_count(const unsigned char *p, size_t n, size_t *bad);
 
+/* ASCII case-insensitive comparison of a[0..n) and b[0..n) (locale-independent): 1 if equal. */
+int vidu_ascii_ieq(const char *a, const char *b, size_t n);
+
 /* The shortest limit vidu_elide takes: longer than any note it leaves. */
 #define VIDU_ELIDE_MIN 64
 
