@@ -72,8 +72,8 @@
  *     memory, every string that begins "data:" and takes more than N bytes is cut to
  *     "data:... (M bytes, not kept)" by the write callback as the body arrives (util.h,
  *     vidu_elide): at most N bytes of it are ever held. For a submit answer that echoes an
- *     inline image back: the copy costs no C buffer, no Lua string, no collector work. The result says how many
- *     strings were cut (`elided`).
+ *     inline image back: the copy costs no C buffer, no Lua string, no collector work. The
+ *     result says how many strings were cut (`elided`).
  *   engine:take(id) -> bytes | nil   the bytes a stream transfer received since the last
  *     take (nil: none, or no such transfer)
  *   engine:step([poll_sockets = true]) / engine:wait(ms = 1000 [, settle_ms]) -> { result, ... }
@@ -184,8 +184,7 @@ typedef struct xfer {
 	int last_whole;           /* it began and ended where events end: whole events only */
 	int mid_event;            /* skip_repeats: the bytes so far end inside an event */
 	curl_off_t repeats;       /* skip_repeats: chunks dropped */
-	size_t elide;             /* elide_data_uris: the length over which a data: URI is cut */
-	vidu_elide el;            /* elide: the cutter the body goes through as it arrives */
+	vidu_elide el;            /* elide_data_uris: the cutter the body goes through (min > 0) */
 	int arrived;              /* 1 while queued for an arrival notice */
 	int announced;            /* 1 once a notice carried the headers */
 	CURL *easy;               /* NULL when the transfer failed before libcurl saw it */
@@ -482,7 +481,7 @@ static size_t on_write(char *p, size_t size, size_t nmemb, void *ud)
 			xfer_file_fail(x, "write output", x->out_path, errno);
 			return 0;
 		}
-	} else if (x->elide > 0) {
+	} else if (x->el.min > 0) {
 		/* No presize: the buffer holds only what the cutter keeps. */
 		if (vidu_elide_feed(&x->el, &x->body, p, len) != 0) {
 			if (x->fail == FAIL_NONE)
@@ -521,8 +520,8 @@ static size_t on_header(char *p, size_t size, size_t nmemb, void *ud)
 			x->body.len = 0;
 			x->received = 0;
 			x->sink = SINK_UNDECIDED;
-			if (x->elide > 0)
-				vidu_elide_init(&x->el, x->elide); /* a new answer: a new text */
+			if (x->el.min > 0)
+				vidu_elide_init(&x->el, x->el.min); /* a new answer: a new text */
 		}
 		return len;
 	}
@@ -865,7 +864,7 @@ static void engine_finish(engine *e, xfer *x, CURLcode code)
 		if (bad)
 			xfer_file_fail(x, "write output", x->out_path, errno);
 	}
-	if (x->elide > 0 && x->sink != SINK_FILE && vidu_elide_end(&x->el, &x->body) != 0 &&
+	if (x->el.min > 0 && x->sink != SINK_FILE && vidu_elide_end(&x->el, &x->body) != 0 &&
 		x->fail == FAIL_NONE)
 		x->fail = FAIL_NOMEM;
 	engine_push_done(e, x);
@@ -1562,7 +1561,7 @@ static void push_result(lua_State *L, const xfer *x)
 	set_number(L, "bytes", (lua_Number)x->received);
 	if (x->skip_repeats)
 		set_number(L, "repeats", (lua_Number)x->repeats);
-	if (x->elide > 0)
+	if (x->el.min > 0)
 		set_number(L, "elided", (lua_Number)x->el.count);
 	if (ok) {
 		long version = 0, connects = 0;
@@ -1970,7 +1969,7 @@ static void read_request(lua_State *L, int t, req *r)
 	{
 		lua_Number elide = opt_count(L, t, "elide_data_uris", 0);
 		if (elide != 0 && (elide < VIDU_ELIDE_MIN || elide > (lua_Number)SIZE_MAX / 2))
-			luaL_error(L, "elide_data_uris must be 0 (off) or at least %d bytes",
+			luaL_error(L, "elide_data_uris must be 0 (off) or a byte count of at least %d",
 				VIDU_ELIDE_MIN);
 		if (elide != 0 && (r->stream || r->output != NULL))
 			luaL_error(L, "elide_data_uris is for answers kept in memory: not with %s",
@@ -2142,7 +2141,6 @@ static int engine_request(lua_State *L)
 	x->eng = e;
 	x->stream = r.stream;
 	x->skip_repeats = r.skip_repeats;
-	x->elide = r.elide;
 	vidu_elide_init(&x->el, r.elide);
 	x->stall_s = r.stall_s;
 	x->timeout_ms = r.timeout_ms;

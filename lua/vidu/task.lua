@@ -81,8 +81,10 @@ end
 
 -- Echoed inputs longer than this (a data: URI of the image a submit answer sends back) are
 -- not kept on the task: task.raw is for reading what the provider said, not a second copy
--- of the image per task.
-local ECHO_MAX = 1024
+-- of the image per task. The submits have the engine cut them before they are strings
+-- (vidu.providers.common.ECHO_MAX, this same limit).
+Task.ECHO_MAX = 1024
+local ECHO_MAX = Task.ECHO_MAX
 
 -- Cleans a provider answer in place before it is kept as task.raw: any string holding the
 -- key is redacted (a provider may echo what it was sent), long data: URIs are dropped.

@@ -119,8 +119,9 @@ end
 
 --- Submit answers that echo an inline image back (Vidu's create answer does) have their
 -- data: URIs over this many bytes cut by the engine before they are Lua strings
--- (client:request's elide_data_uris); task.raw drops the ones other answers carry the same way.
-common.ECHO_MAX = 1024
+-- (client:request's elide_data_uris); task.raw drops the ones other answers carry at the same
+-- limit (vidu.task).
+common.ECHO_MAX = require("vidu.task").ECHO_MAX
 
 --- Copies into `err` a known task id, so a failed submit never loses a paid task.
 function common.with_task_id(err, id)
