@@ -46,8 +46,9 @@
 -- batch of 1,000 spends its cold start's polls on 16 tasks, not on every one. The cost: a
 -- younger task that finishes before every scout is seen up to that gap late. Scouts that end
 -- without teaching anything (failures, attached tasks) hand over: every SCOUTS / 2 such ends
--- wake the kind's sleepers, and the next in line scout (a journal's thousand tasks attached
--- after a crash, all long finished, are seen within seconds, not a gap at a time).
+-- wake the kind's sleepers, and the next in line scout (tasks attached while still running,
+-- a journal's after a crash, are then seen in waves of 8 as the earlier ones finish, not a
+-- longest gap at a time).
 --
 -- Waking. When a kind learns its first duration, one shorter than any before, or its count of
 -- durations doubles, its event fires and every task of that kind asleep on it plans again. A
