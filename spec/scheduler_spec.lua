@@ -77,6 +77,36 @@ describe("vidu.scheduler", function()
     assert.are.equal("event", woke)
   end)
 
+  it("an event slept on by many keeps at most twice its live sleepers, and wakes only those", function()
+    -- A pace kind's event: a sleeper per waiting task, each sleep ending by its own timer
+    -- (entries are dropped in bulk, not searched for one by one).
+    local s = fresh()
+    local ev = s:event()
+    local N, longest, woke_by_event = 200, 0, 0
+    s:run(function()
+      for i = 1, N do
+        s:spawn(function()
+          -- Half of them sleep short ten times (their entries go stale), half long (live):
+          -- kept, the stale entries would reach N / 2 * 10.
+          if i % 2 == 0 then
+            for _ = 1, 10 do
+              assert.are.equal("timer", s:sleep(0.001 * (i % 7), ev))
+              local entries = #ev.waiters / 2
+              if entries > longest then longest = entries end
+              assert.is_true(entries <= 2 * N, entries .. " entries")
+            end
+          else
+            if s:sleep(30, ev) == "event" then woke_by_event = woke_by_event + 1 end
+          end
+        end)
+      end
+      s:sleep(0.2) -- the short sleepers are done (10 x 6 ms at most)
+      s:signal(ev)
+    end)
+    assert.are.equal(N / 2, woke_by_event)
+    assert.is_true(longest >= N / 2)
+  end)
+
   it("a sleep takes at least its time", function()
     local s = fresh()
     local t0 = core.now()
