@@ -77,7 +77,7 @@ describe("vidu.scheduler", function()
     assert.are.equal("event", woke)
   end)
 
-  it("an event slept on by many keeps at most twice its live sleepers, and wakes only those", function()
+  it("an event slept on by many keeps its list bounded, and wakes only the live sleepers", function()
     -- A pace kind's event: a sleeper per waiting task, each sleep ending by its own timer
     -- (entries are dropped in bulk, not searched for one by one).
     local s = fresh()
