@@ -125,6 +125,32 @@ describe("vidu.core engine", function()
       if not done then done = drive(engine, { id })[id] end
       assert.are.equal("slow", done.body)
     end)
+
+    it("a watched engine's own wait set (epoll on Linux) is close-on-exec too", function()
+      local function inherited()
+        local p = assert(io.popen("ls -l /proc/self/fd/ 2>/dev/null"))
+        local n = 0
+        for line in p:lines() do
+          if line:find("socket:", 1, true) or line:find("eventpoll", 1, true) then n = n + 1 end
+        end
+        p:close()
+        return n
+      end
+      local e = engine
+      e:watch()
+      local before = inherited()
+      local id = e:request{ url = url("/slow?ms=300") }
+      local done, most = nil, before
+      for _ = 1, 5 do
+        for _, res in ipairs(e:wait(10)) do
+          if res.id == id then done = res end
+        end
+        most = math.max(most, inherited())
+      end
+      assert.are.equal(before, most)
+      if not done then done = drive(e, { id })[id] end
+      assert.are.equal("slow", done.body)
+    end)
   end)
 
   describe("headers", function()
@@ -291,6 +317,40 @@ describe("vidu.core engine", function()
         assert.are.equal((i % 2 == 0) and 10 or 3 * i, #r.body)
       end
       assert.are.equal(0, engine:pending())
+    end)
+
+    it("a watched engine driven by wait() alone: 200 at once, then sockets whose fds come back", function()
+      -- wait() on a watched engine waits on its own set of libcurl's sockets (epoll on
+      -- Linux), kept in step with libcurl's wishes: a socket it missed would hang its
+      -- transfer until its timeout, which here fails the transfer.
+      local e = core.engine{ max_host_connections = 64 }
+      e:watch()
+      local ids = {}
+      for i = 1, 200 do
+        local path = (i % 2 == 0) and "/slow?ms=20" or ("/chunked?n=3&size=" .. i)
+        ids[#ids + 1] = e:request{ url = url(path), timeout = 60 }
+      end
+      local results = drive(e, ids)
+      for i, id in ipairs(ids) do
+        local r = results[id]
+        assert.is_true(r.ok, r.message)
+        if i % 2 == 0 then
+          assert.are.equal("slow", r.body)
+        else
+          assert.are.equal(3 * i, #r.body)
+        end
+      end
+      -- The server closes each empty reply's connection, libcurl closes its socket, and the
+      -- next connection most likely gets the same number back.
+      for _ = 1, 30 do
+        local gone = e:request{ url = url("/empty-reply"), timeout = 60 }
+        local fresh = e:request{ url = url("/status/200"), timeout = 60, fresh_connect = true }
+        local rs = drive(e, { gone, fresh })
+        assert.are.equal("reset", rs[gone].error)
+        assert.is_true(rs[fresh].ok, rs[fresh].message)
+        assert.are.equal("status 200", rs[fresh].body)
+      end
+      e:close()
     end)
 
     it("honours max_host_connections", function()
