@@ -114,7 +114,7 @@ describe("the per-client image cache", function()
     assert.same({}, errs)
     assert.equal(N, #tasks)
     local s = images.cache_stats(client)
-    assert.same({ reads = 0, hits = 0, uploads = 0, streams = N, kept = 0 }, s)
+    assert.same({ reads = 0, hits = 0, uploads = 0, streams = N, fallbacks = 0, kept = 0 }, s)
     local json = require("vidu.json")
     local core = require("vidu.core")
     local bodies = emu:requests{ method = "POST", path = "/ent/v2/img2video" }
@@ -139,10 +139,11 @@ describe("the per-client image cache", function()
     -- does a file: neither a data: URI nor a body holding it becomes a Lua string.
     local bytes = util.read_file("spec/fixtures/jpeg_640x360.jpg")
     local client = client_for("vidu")
-    local _, errs = submit_many(client, 5, { image = { data = bytes .. "" } })
+    local _, errs = submit_many(client, 5, { image = { data = bytes .. "" }, upload = false })
     assert.same({}, errs)
-    assert(client:submit{ image = { data = bytes:sub(1, -2) .. bytes:sub(-1) }, prompt = "copy" })
-    assert.same({ reads = 0, hits = 0, uploads = 0, streams = 6, kept = 0 }, images.cache_stats(client))
+    assert(client:submit{ image = { data = bytes:sub(1, -2) .. bytes:sub(-1) }, prompt = "copy", upload = false })
+    assert.same({ reads = 0, hits = 0, uploads = 0, streams = 6, fallbacks = 0, kept = 0 },
+      images.cache_stats(client))
     local json = require("vidu.json")
     local core = require("vidu.core")
     local bodies = emu:requests{ method = "POST", path = "/ent/v2/img2video" }
@@ -151,6 +152,59 @@ describe("the per-client image cache", function()
       local mime, got = core.parse_data_uri(json.decode(r.body).images[1])
       assert.equal("image/jpeg", mime)
       assert.is_true(got == bytes, "a body's image differs from the bytes")
+    end
+  end)
+
+  -- A local image on the default inline route that a client sends more than once: the first
+  -- use inline, one upload, every later use names its URL.
+  local SHARED = {
+    wavespeed = { submit = "/api/v3/vidu/image-to-video-2.0", upload = "/api/v3/media/uploads",
+      image_of = function(b) return b.image end },
+    vidu = { submit = "/ent/v2/img2video", upload = "/tools/v2/files/uploads",
+      image_of = function(b) return b.images[1] end },
+  }
+  for _, name in ipairs({ "wavespeed", "vidu" }) do
+    local w = SHARED[name]
+    for _, source in ipairs({ "path", "bytes" }) do
+      it(name .. ": one image (" .. source .. ") in 20 concurrent submits goes inline once, then is uploaded once", function()
+        local image = "spec/fixtures/png_640x360.png"
+        if source == "bytes" then image = { data = util.read_file(image) } end
+        local client = client_for(name)
+        local tasks, errs = submit_many(client, N, { image = image })
+        assert.same({}, errs)
+        assert.equal(N, #tasks)
+        assert.equal(1, #emu:requests{ method = "POST", path = w.upload })
+        local json = require("vidu.json")
+        local inline, urls = 0, {}
+        local bodies = emu:requests{ method = "POST", path = w.submit }
+        assert.equal(N, #bodies)
+        for _, r in ipairs(bodies) do
+          local v = w.image_of(json.decode(r.body))
+          if v:sub(1, 5) == "data:" then inline = inline + 1 else urls[v] = true end
+        end
+        assert.equal(1, inline)
+        local n = 0
+        for _ in pairs(urls) do n = n + 1 end
+        assert.equal(1, n)
+        assert.same({ reads = 0, hits = N - 2, uploads = 1, streams = 1, fallbacks = 0, kept = 0 },
+          images.cache_stats(client))
+      end)
+    end
+  end
+
+  it("a shared image whose upload fails goes inline, for that task and every later one", function()
+    emu:fault{ method = "POST", path = "/api/v3/media/uploads", kind = "status", status = 400, times = -1 }
+    local client = client_for("wavespeed")
+    local tasks, errs = submit_many(client, 5, { image = "spec/fixtures/png_640x360.png" })
+    assert.same({}, errs)
+    assert.equal(5, #tasks)
+    assert(client:submit{ image = "spec/fixtures/png_640x360.png", prompt = "later" })
+    -- One upload tried, never again; all six bodies carried the image.
+    assert.equal(1, #emu:requests{ method = "POST", path = "/api/v3/media/uploads" })
+    assert.same({ reads = 0, hits = 0, uploads = 0, streams = 6, fallbacks = 1, kept = 0 },
+      images.cache_stats(client))
+    for _, r in ipairs(emu:requests{ method = "POST", path = "/api/v3/vidu/image-to-video-2.0" }) do
+      assert.equal("data:image/png;base64,", require("vidu.json").decode(r.body).image:sub(1, 22))
     end
   end)
 

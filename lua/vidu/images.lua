@@ -139,6 +139,14 @@ local function route_for(provider, size, limits, upload, what)
   return "upload"
 end
 
+-- Whether a local image routed inline by default may go through the upload API instead once
+-- a client sends it more than once (images.field): only when the caller left `upload` unset
+-- and the provider has an upload API that takes this size.
+local function shares_upload(route, limits, size, upload)
+  return route == "inline" and upload == nil and limits.can_upload == true
+    and size < (limits.upload_below or limits.max_bytes + 1) or nil
+end
+
 --- Resolves an image input under `rules` (a driver's rules, or a registered provider's
 -- name). Returns a descriptor
 -- { source = "url"|"file"|"bytes", route = "url"|"inline"|"upload", url =, path =, bytes =,
@@ -199,7 +207,7 @@ function images.resolve(rules, input, opts)
     return {
       source = "file", route = route, path = input, format = info.format, mime = info.mime,
       width = info.width, height = info.height, size = info.size, name = basename(input),
-      mtime = info.mtime,
+      mtime = info.mtime, shared_upload = shares_upload(route, limits, info.size, upload),
     }
   end
 
@@ -220,6 +228,7 @@ function images.resolve(rules, input, opts)
     source = "bytes", route = route, bytes = bytes, format = info.format, mime = info.mime,
     width = info.width, height = info.height, size = #bytes,
     name = input.name or ("image." .. EXT[info.format]),
+    shared_upload = shares_upload(route, limits, #bytes, upload),
   }
 end
 
@@ -307,8 +316,8 @@ images.INLINE_KEEP = 64 * MB
 local function cache_of(client)
   local c = client._image_cache
   if not c then
-    c = { files = {}, bytes = {}, order = {}, kept = 0,
-      stats = { reads = 0, uploads = 0, hits = 0, streams = 0 } }
+    c = { files = {}, bytes = {}, order = {}, kept = 0, seen_bytes = 0,
+      stats = { reads = 0, uploads = 0, hits = 0, streams = 0, fallbacks = 0 } }
     client._image_cache = c
   end
   return c
@@ -340,12 +349,13 @@ end
 --- Counters of a client's image cache: { reads = files read and encoded (or bytes
 -- encoded) into a data: URI string, uploads = uploads made, hits = uses served from the
 -- cache, streams = bodies that stream a local file instead (nothing kept: see STREAM_FROM),
+-- fallbacks = shared images whose upload failed, sent inline since (see shared_url),
 -- kept = bytes of data: URI strings the cache holds }.
 function images.cache_stats(client)
   local c = cache_of(client)
   local s = c.stats
   return { reads = s.reads, uploads = s.uploads, hits = s.hits, streams = s.streams,
-    kept = c.kept }
+    fallbacks = s.fallbacks, kept = c.kept }
 end
 
 local function encode(provider, desc)
@@ -427,11 +437,50 @@ function images.materialize(client, provider, desc, uploader)
   return cached(client, desc, "upload", function() return uploader(client, desc) end)
 end
 
+-- A local image that a client sends more than once, on the default route (shared_upload,
+-- above), goes through the provider's upload API once and every later task names the URL:
+-- the first use goes inline as usual (one image used once costs one request, as before), the
+-- second uploads (the uses at the same time wait for its URL), and the rest are hits. Sending
+-- 1,000 tasks of one 462 KB photo then moves 0.9 MB instead of 616 MB of base64. If that upload
+-- fails, the task goes inline after all, and so does every later use of the image by this
+-- client (no upload is retried for it): the caller never asked for one. Returns the URL, or
+-- nil to go on inline. Bytes inputs are remembered by their string, so at most INLINE_KEEP
+-- bytes of them are; past that they stay inline.
+local function shared_url(client, desc, uploader)
+  if type(client) ~= "table" or not client.scheduler then return nil end
+  local c = cache_of(client)
+  local t, key = cache_slot(c, desc, "seen")
+  local seen = t[key]
+  if seen == nil then
+    if desc.source == "bytes" then
+      if c.seen_bytes + desc.size > images.INLINE_KEEP then return nil end
+      c.seen_bytes = c.seen_bytes + desc.size
+    end
+    t[key] = "once"
+    return nil
+  end
+  if seen == "failed" then return nil end
+  return (cached(client, desc, "upload", function()
+    -- A use that waited on the lock while the upload failed does not try again.
+    if t[key] == "failed" then return nil end
+    local u, err = uploader(client, desc)
+    if not u then
+      t[key] = "failed"
+      c.stats.fallbacks = c.stats.fallbacks + 1
+    end
+    return u, err
+  end))
+end
+
 --- The value of a JSON body's image field: what materialize() gives, except for a local
 -- image (a file or `{ data = ... }` bytes) that goes inline (at least STREAM_FROM bytes),
 -- which becomes images.stream(desc): vidu.http sends such a body as parts and the engine
 -- encodes the image as it sends it. Returns string | stream value | nil, err.
 function images.field(client, provider, desc, uploader)
+  if desc.shared_upload and uploader then
+    local u = shared_url(client, desc, uploader)
+    if u then return u end
+  end
   if desc.route == "inline" and (desc.source == "file" or desc.source == "bytes")
     and not desc.data_uri and desc.size >= images.STREAM_FROM then
     if type(client) == "table" and client.scheduler then
