@@ -105,6 +105,28 @@ describe("vidu.pace", function()
     assert.are.equal(0, (p:delay(tickets[20], 10.1, 2, 1.5, 0, 15)))
   end)
 
+  it("a scout's gap shrinks with the tasks waiting behind it, down to the shortest gap", function()
+    local p = pace_with(0.5) -- no jitter
+    local tickets = {}
+    for i = 1, 1000 do tickets[i] = p:ticket("k", 0) end
+    -- The schedule's gap 8 s, longest 10 s: with 1,000 waiting a scout looks every
+    -- 10 * sqrt(16 / 1000) = 1.26 s; a task behind the scouts still sleeps 10 s.
+    local d = p:delay(tickets[1], 8, 8, 1.5, 0, 10)
+    assert.is_true(math.abs(d - 10 * math.sqrt(16 / 1000)) < 1e-9, d)
+    assert.are.equal(10, (p:delay(tickets[500], 8, 8, 1.5, 0, 10)))
+    -- A gap already shorter stays; without a longest gap nothing changes.
+    assert.are.equal(1, (p:delay(tickets[1], 1, 1, 1.5, 0, 10)))
+    assert.are.equal(8, (p:delay(tickets[1], 8, 8, 1.5, 0, nil)))
+    -- Never under the shortest gap (0.5 s), however many wait.
+    for _ = 1, 9000 do p:ticket("k", 0) end
+    assert.are.equal(0.5, (p:delay(tickets[1], 8, 8, 1.5, 0, 10)))
+    -- 16 waiting or fewer: the schedule's own gap.
+    local q = pace_with(0.5)
+    local few = {}
+    for i = 1, 16 do few[i] = q:ticket("k", 0) end
+    assert.are.equal(8, (q:delay(few[1], 8, 8, 1.5, 0, 10)))
+  end)
+
   describe("over lognormal durations (median 30 s, sigma 0.5, 64 samples)", function()
     local samples = lognormal(64, 30, 0.5)
     local sorted = sorted_copy(samples)
@@ -308,6 +330,52 @@ describe("vidu.pace", function()
     assert.are.equal(0, (p:delay(ticket, 10.1, 15, 1.5, 0, 15)))
     p:polled(ticket, 10.1) -- seen running after it: plans as usual
     assert.is_true(p:delay(ticket, 10.1, 15, 1.5, 0, 15) >= 0.5)
+  end)
+
+  it("plans on a fresh table once a burst of finishes has doubled what the kind knows", function()
+    -- A batch's first finishes come together: the first builds the table, 16 more follow
+    -- within the rebuild interval. A task planning after them plans on all 17.
+    local p = pace_with(0.5)
+    local tickets = {}
+    for i = 1, 40 do tickets[i] = p:ticket("k", 0) end
+    for i = 1, 17 do p:polled(tickets[i], 9) end
+    p:finish(tickets[1], 10, true)
+    p:delay(tickets[30], 10, 8, 1.5, 0, 15)
+    assert.are.equal(1, tickets[30].kind.table.n)
+    for i = 2, 17 do p:finish(tickets[i], 10 + i / 1000, true) end
+    p:delay(tickets[30], 10.05, 8, 1.5, 0, 15)
+    assert.are.equal(17, tickets[30].kind.table.n)
+  end)
+
+  -- Two scouts seen running at 8.4 and 9.0 s and done at 10.3 and `second` s; the other 14
+  -- seen running at 9.9 s. -> the pace, and a task that slept behind the scouts (never seen
+  -- running).
+  local function two_finished(second)
+    local p = pace_with(0.5)
+    local scouts = {}
+    for i = 1, 16 do scouts[i] = p:ticket("k", 0) end
+    local sleeper = p:ticket("k", 0)
+    p:polled(scouts[1], 8.4)
+    p:polled(scouts[2], 9.0)
+    for i = 3, 16 do p:polled(scouts[i], 9.9) end
+    p:finish(scouts[1], 10.3, true)
+    p:finish(scouts[2], second, true)
+    return p, sleeper
+  end
+
+  it("durations alike: a task short of the shortest, past what the pace knows, looks at that age", function()
+    -- Durations of about 9.35 and 9.7 s are known, and that a task of the kind was surely
+    -- done at 10.3 s: the sleeper, now 10.2 s old, looks at 10.3 s, not a front's gap later
+    -- (4 s at this age).
+    local p, sleeper = two_finished(10.4)
+    local d = p:delay(sleeper, 10.2, 15, 1.5, 0, 15)
+    assert.is_true(math.abs(d - 0.1) < 1e-9, d)
+    -- Seen running past that age, the usual plan.
+    p:polled(sleeper, 10.4)
+    assert.is_true(p:delay(sleeper, 10.4, 15, 1.5, 0, 15) >= 0.5)
+    -- Durations spread (about 9.35 and 13 s): no look at the shortest's age.
+    p, sleeper = two_finished(17)
+    assert.is_true(p:delay(sleeper, 10.2, 15, 1.5, 0, 15) > 0.5)
   end)
 
   it("ends a plain sleep on its timer", function()

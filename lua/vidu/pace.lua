@@ -44,7 +44,12 @@
 -- only its SCOUTS oldest waiting tasks (by the order their waits began) follow the schedule's
 -- backoff; a younger one sleeps the schedule's longest gap, jittered, unless woken sooner: a
 -- batch of 1,000 spends its cold start's polls on 16 tasks, not on every one. The cost: a
--- younger task that finishes before every scout is seen up to that gap late. Scouts that end
+-- younger task that finishes before every scout is seen up to that gap late. The first finish
+-- a scout sees tells every sleeper, so a scout's gap is at most the longest gap times
+-- sqrt(SCOUTS / waiting) while more than SCOUTS tasks of its kind wait (1.3 s for 1,000 behind
+-- a 10 s longest gap, never under MIN_GAP): the 16 scouts' extra polls are few beside the
+-- delay they save the rest (with 1,000 tasks of 10 s on WaveSpeed, submitted within half a
+-- second, the backoff alone first looked 13 s in). Scouts that end
 -- without teaching anything (failures, attached tasks) hand over: every SCOUTS / 2 such ends
 -- wake the kind's sleepers, and the next in line scout (tasks attached while still running,
 -- a journal's after a crash, are then seen in waves of 8 as the earlier ones finish, not a
@@ -54,7 +59,9 @@
 -- durations doubles, its event fires and every task of that kind asleep on it plans again. A
 -- task last seen running before the shortest duration and now past it looks at once: the
 -- first task of a batch to finish tells the others to look (with fixed durations, each learns
--- of its finish within a fraction of a second).
+-- of its finish within a fraction of a second). While the durations seen are alike, a task
+-- not yet that old looks when it reaches that age
+-- rather than a front's gap later.
 if jit then jit.off(true, true) end -- LuaJIT runs this module interpreted (see vidu/init.lua)
 -- luacheck: ignore 212/self
 local Pace = {}
@@ -81,8 +88,12 @@ local MIN_WIDTH = 0.25
 -- Past the oldest age seen, the hazard is taken over the ages back to this many finishes.
 local EDGE_EVENTS = 3
 local FRONT = 0.4
+-- Durations are taken as alike (a batch of fixed ones) while all samples lie within this
+-- share of their median.
+local ALIKE = 0.2
 -- A kind's hazard table is rebuilt at most this often (s), but for each new sample while it
--- has fewer than 8.
+-- has fewer than 8, and whenever its samples have doubled since (a batch's first finishes
+-- come in a burst, and the sleepers they wake must not plan on the table of the first).
 local REBUILD = 0.25
 
 --- The client-wide kind: attached tasks, and every task's duration also lands here.
@@ -188,6 +199,7 @@ function Pace.build(samples, weight, alive)
   end
   return { width = width, bins = bins, h = h, H = H, edge = edge, first = first or 0,
     beyond = beyond, median = quantile(sorted, 0.5), n = n, min = sorted[1],
+    alike = n >= 2 and sorted[n] - sorted[1] <= ALIKE * quantile(sorted, 0.5),
     spacing = SPACING * math.sqrt(typical / SCALE) }
 end
 
@@ -250,6 +262,12 @@ function Pace.plan(t, seen, age, opts)
       break
     end
   end
+  -- While the durations seen are alike (two or more, within ALIKE of their median), no
+  -- later than the shortest for a task not seen running past it: a task of the kind was
+  -- surely done at that age, and a batch's tasks reach it within the spread of their submits.
+  -- (With spread durations this would cost every young task a look at the first finish's
+  -- age, where few are done.)
+  if t.alike and seen < t.min and at > t.min then at = t.min end
   -- No gap beyond the schedule's longest, but before the likely range (once enough
   -- durations say where it starts): then one sleep to it.
   local cap = max
@@ -326,12 +344,14 @@ end
 
 -- The kind's table, rebuilt when it is stale.
 function Pace:_table(k, now)
-  if k.dirty and (not k.built or (k.learned and #k.samples < 8) or now - k.built >= REBUILD) then
+  local n = #k.samples
+  if k.dirty and (not k.built or (k.learned and (n < 8 or n >= 2 * k.built_n))
+      or now - k.built >= REBUILD) then
     local alive = {}
     for ticket in pairs(k.tickets) do alive[#alive + 1] = ticket.seen end
     k.table = Pace.build(k.samples, k.seen / (#k.samples > 0 and #k.samples or 1), alive)
     if k.table then k.table.min = k.min end
-    k.built, k.dirty, k.learned = now, false, false
+    k.built, k.built_n, k.dirty, k.learned = now, n, false, false
   end
   return k.table
 end
@@ -348,6 +368,16 @@ function Pace:delay(ticket, now, gap, factor, overdue, max)
     if max and ticket.rank - k.ended > SCOUTS then
       local long = self:jitter(max)
       if long > gap then return long, false end
+      return gap, false
+    end
+    -- A scout looks more often the more tasks sleep behind it (see Scouts).
+    local waiting = k.ranks - k.ended
+    if max and waiting > SCOUTS then
+      local cap = math.max(MIN_GAP, max * math.sqrt(SCOUTS / waiting))
+      -- Drawn from 0.5-1.5 times the cap, not +-20%: the scouts start together, and wide
+      -- draws spread their looks over the gap within a few, so one of them looks soon after
+      -- any moment (with fixed durations they all finish within the submits' spread).
+      if gap > cap then gap = cap * (0.5 + self.random()) end
     end
     return gap, false
   end
