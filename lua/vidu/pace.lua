@@ -46,22 +46,21 @@
 -- batch of 1,000 spends its cold start's polls on 16 tasks, not on every one. The cost: a
 -- younger task that finishes before every scout is seen up to that gap late. The first finish
 -- a scout sees tells every sleeper, so a scout's gap is at most the longest gap times
--- sqrt(SCOUTS / waiting) while more than SCOUTS tasks of its kind wait (1.3 s for 1,000 behind
--- a 10 s longest gap, never under MIN_GAP): the 16 scouts' extra polls are few beside the
--- delay they save the rest (with 1,000 tasks of 10 s on WaveSpeed, submitted within half a
--- second, the backoff alone first looked 13 s in). Scouts that end
--- without teaching anything (failures, attached tasks) hand over: every SCOUTS / 2 such ends
--- wake the kind's sleepers, and the next in line scout (tasks attached while still running,
--- a journal's after a crash, are then seen in waves of 8 as the earlier ones finish, not a
--- longest gap at a time).
+-- sqrt(SCOUTS / waiting) while more than SCOUTS tasks of its kind wait (1.9 s for 1,000 behind
+-- a 15 s longest gap, never under MIN_GAP): the 16 scouts' extra polls are few beside the
+-- delay they save the rest (1,000 tasks of 10 s on WaveSpeed, submitted within half a second:
+-- finish->known median 2.5 s on the backoff alone, in one run of make bench-compare). Scouts
+-- that end without teaching anything (failures, attached tasks) hand over: every SCOUTS / 2
+-- such ends wake the kind's sleepers, and the next in line scout (tasks attached while still
+-- running, a journal's after a crash, are then seen in waves of 8 as the earlier ones finish,
+-- not a longest gap at a time).
 --
 -- Waking. When a kind learns its first duration, one shorter than any before, or its count of
 -- durations doubles, its event fires and every task of that kind asleep on it plans again. A
 -- task last seen running before the shortest duration and now past it looks at once: the
 -- first task of a batch to finish tells the others to look (with fixed durations, each learns
 -- of its finish within a fraction of a second). While the durations seen are alike, a task
--- not yet that old looks when it reaches that age
--- rather than a front's gap later.
+-- not yet that old looks when it reaches that age rather than a front's gap later.
 if jit then jit.off(true, true) end -- LuaJIT runs this module interpreted (see vidu/init.lua)
 -- luacheck: ignore 212/self
 local Pace = {}
@@ -377,7 +376,7 @@ function Pace:delay(ticket, now, gap, factor, overdue, max)
       -- Drawn from 0.5-1.5 times the cap, not +-20%: the scouts start together, and wide
       -- draws spread their looks over the gap within a few, so one of them looks soon after
       -- any moment (with fixed durations they all finish within the submits' spread).
-      if gap > cap then gap = cap * (0.5 + self.random()) end
+      if gap > cap then gap = math.max(MIN_GAP, cap * (0.5 + self.random())) end
     end
     return gap, false
   end
