@@ -347,37 +347,6 @@ describe("vidu.pace", function()
     assert.are.equal(17, tickets[30].kind.table.n)
   end)
 
-  -- Two scouts seen running at 8.4 and 9.0 s and done at 10.3 and `second` s; the other 14
-  -- seen running at 9.9 s. -> the pace, and a task that slept behind the scouts (never seen
-  -- running).
-  local function two_finished(second)
-    local p = pace_with(0.5)
-    local scouts = {}
-    for i = 1, 16 do scouts[i] = p:ticket("k", 0) end
-    local sleeper = p:ticket("k", 0)
-    p:polled(scouts[1], 8.4)
-    p:polled(scouts[2], 9.0)
-    for i = 3, 16 do p:polled(scouts[i], 9.9) end
-    p:finish(scouts[1], 10.3, true)
-    p:finish(scouts[2], second, true)
-    return p, sleeper
-  end
-
-  it("durations alike: a task short of the shortest, past what the pace knows, looks at that age", function()
-    -- Durations of about 9.35 and 9.7 s are known, and that a task of the kind was surely
-    -- done at 10.3 s: the sleeper, now 10.2 s old, looks at 10.3 s, not a front's gap later
-    -- (4 s at this age).
-    local p, sleeper = two_finished(10.4)
-    local d = p:delay(sleeper, 10.2, 15, 1.5, 0, 15)
-    assert.is_true(math.abs(d - 0.1) < 1e-9, d)
-    -- Seen running past that age, the usual plan.
-    p:polled(sleeper, 10.4)
-    assert.is_true(p:delay(sleeper, 10.4, 15, 1.5, 0, 15) >= 0.5)
-    -- Durations spread (about 9.35 and 13 s): no look at the shortest's age.
-    p, sleeper = two_finished(17)
-    assert.is_true(p:delay(sleeper, 10.2, 15, 1.5, 0, 15) > 0.5)
-  end)
-
   it("ends a plain sleep on its timer", function()
     local s = scheduler.new()
     local ev = s:event()

@@ -59,8 +59,7 @@
 -- durations doubles, its event fires and every task of that kind asleep on it plans again. A
 -- task last seen running before the shortest duration and now past it looks at once: the
 -- first task of a batch to finish tells the others to look (with fixed durations, each learns
--- of its finish within a fraction of a second). While the durations seen are alike, a task
--- not yet that old looks when it reaches that age rather than a front's gap later.
+-- of its finish within a fraction of a second).
 if jit then jit.off(true, true) end -- LuaJIT runs this module interpreted (see vidu/init.lua)
 -- luacheck: ignore 212/self
 local Pace = {}
@@ -87,9 +86,6 @@ local MIN_WIDTH = 0.25
 -- Past the oldest age seen, the hazard is taken over the ages back to this many finishes.
 local EDGE_EVENTS = 3
 local FRONT = 0.4
--- Durations are taken as alike (a batch of fixed ones) while all samples lie within this
--- share of their median.
-local ALIKE = 0.2
 -- A kind's hazard table is rebuilt at most this often (s), but for each new sample while it
 -- has fewer than 8, and whenever its samples have doubled since (a batch's first finishes
 -- come in a burst, and the sleepers they wake must not plan on the table of the first).
@@ -198,7 +194,6 @@ function Pace.build(samples, weight, alive)
   end
   return { width = width, bins = bins, h = h, H = H, edge = edge, first = first or 0,
     beyond = beyond, median = quantile(sorted, 0.5), n = n, min = sorted[1],
-    alike = n >= 2 and sorted[n] - sorted[1] <= ALIKE * quantile(sorted, 0.5),
     spacing = SPACING * math.sqrt(typical / SCALE) }
 end
 
@@ -261,12 +256,6 @@ function Pace.plan(t, seen, age, opts)
       break
     end
   end
-  -- While the durations seen are alike (two or more, within ALIKE of their median), no
-  -- later than the shortest for a task not seen running past it: a task of the kind was
-  -- surely done at that age, and a batch's tasks reach it within the spread of their submits.
-  -- (With spread durations this would cost every young task a look at the first finish's
-  -- age, where few are done.)
-  if t.alike and seen < t.min and at > t.min then at = t.min end
   -- No gap beyond the schedule's longest, but before the likely range (once enough
   -- durations say where it starts): then one sleep to it.
   local cap = max
