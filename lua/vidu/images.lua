@@ -441,11 +441,11 @@ end
 -- above), goes through the provider's upload API once and every later task names the URL:
 -- the first use goes inline as usual (one image used once costs one request, as before), the
 -- second uploads (the uses at the same time wait for its URL), and the rest are hits. Sending
--- 1,000 tasks of one 462 KB photo then moves 0.9 MB instead of 616 MB of base64. If that upload
--- fails, the task goes inline after all, and so does every later use of the image by this
--- client (no upload is retried for it): the caller never asked for one. Returns the URL, or
--- nil to go on inline. Bytes inputs are remembered by their string, so at most INLINE_KEEP
--- bytes of them are; past that they stay inline.
+-- 1,000 tasks of one 462 KB photo then moves 1.1 MB of image (one inline, one upload) instead
+-- of 616 MB of base64. If that upload fails, the task goes inline after all, and so does
+-- every later use of the image by this client (no upload is retried for it): the caller
+-- never asked for one. Returns the URL, or nil to go on inline. Bytes inputs are remembered
+-- by their string, so at most INLINE_KEEP bytes of them are; past that they stay inline.
 local function shared_url(client, desc, uploader)
   if type(client) ~= "table" or not client.scheduler then return nil end
   local c = cache_of(client)
