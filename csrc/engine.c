@@ -962,16 +962,15 @@ static void engine_release(engine *e)
  * libcurl says through CURLMOPT_SOCKETFUNCTION which socket it wants watched for what, and
  * through CURLMOPT_TIMERFUNCTION when it wants to be called even if no socket is ready. The
  * two callbacks below only record that in plain arrays and fields (and wait()'s epoll set,
- * once there is one), never calling Lua; the
- * host reads them with engine:sockets() and engine:timeout() after each call into the
- * engine, and calls engine:socket_action(fd, events) when a socket is ready or
- * engine:socket_action() when the time has come. A watched engine's step() and wait() go
- * through socket_action too (both wait on the recorded sockets themselves, step() without
- * waiting; on Linux through an epoll set kept in step with the wishes, so a wake costs what
- * is ready rather than what is open), so a script can still drive it without a host; the
- * Lua scheduler watches its
- * engine that way once it opens streams, since libcurl's perform polls every transfer's
- * socket each time and socket_action only the ready ones.
+ * once there is one), never calling Lua; the host reads them with engine:sockets() and
+ * engine:timeout() after each call into the engine, and calls engine:socket_action(fd,
+ * events) when a socket is ready or engine:socket_action() when the time has come. A watched
+ * engine's step() and wait() go through socket_action too (both wait on the recorded sockets
+ * themselves, step() without waiting; on Linux through an epoll set kept in step with the
+ * wishes, so a wake costs what is ready rather than what is open), so a script can still
+ * drive it without a host; the Lua scheduler watches its engine that way once it opens
+ * streams, since libcurl's perform polls every transfer's socket each time and socket_action
+ * only the ready ones.
  */
 
 /* Grows a sock_wish array to hold one more; -1 when out of memory. */
