@@ -273,7 +273,8 @@ faults: $(CORE)
 
 # make bench-photo: bench/generations.lua with a photo-sized image (issue 10): a 1920x1080 JPEG
 # of about 450 KB made by ffmpeg into build/photo.jpg, submitted by path by 1,000 concurrent
-# generations (10 s each on the emulator), inline (vidu) and through the upload API (fal).
+# generations (10 s each on the emulator), inline (vidu, with upload = false: by default an
+# image sent more than once goes up once) and through the upload API (fal).
 # Prints peak RSS and client CPU per run; asserts nothing.
 .PHONY: bench-photo
 build/photo.jpg: | $(DEPS_STAMP)
@@ -282,7 +283,8 @@ build/photo.jpg: | $(DEPS_STAMP)
 
 bench-photo: $(CORE) build/photo.jpg
 	@for p in vidu fal; do echo "== bench/generations.lua 1000 10 $$p, build/photo.jpg"; \
-		$(RUN_ENV) VIDU_BENCH_IMAGE=build/photo.jpg $(LUA) bench/generations.lua 1000 10 $$p || exit 1; done
+		up=; if [ $$p = vidu ]; then up=0; fi; \
+		$(RUN_ENV) VIDU_BENCH_IMAGE=build/photo.jpg VIDU_BENCH_UPLOAD=$$up $(LUA) bench/generations.lua 1000 10 $$p || exit 1; done
 
 # make bench-compare [N=200] [DURATIONS=fixed|lognormal|both]: lua-vidu (fal and wavespeed)
 # against the official fal and WaveSpeed JS SDKs of SDK_PKGS on the same work, one emulator,

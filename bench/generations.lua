@@ -29,7 +29,9 @@
 -- VIDU_BENCH_IMAGE=path submits that file (by path) instead of the 259-byte PNG fixture:
 -- `make bench-photo` makes a 1080p JPEG of about 450 KB with ffmpeg and runs vidu (inline)
 -- and fal (upload) with it, the measure of issue 10's "memory that does not grow with the
--- image".
+-- image". VIDU_BENCH_UPLOAD=0 or 1 passes `upload = false` or `true` with every submit;
+-- unset, the client's default (an image sent more than once goes up once, where the provider
+-- has an upload API), so bench-photo sets 0 for vidu to measure the inline path.
 --
 -- fal follows each task on its status stream (push instead of poll) up to the client's
 -- max_streams; VIDU_BENCH_STREAM=0 turns that off (polling only, as before issue 10), and
@@ -148,6 +150,9 @@ for _, d in ipairs(durations or {}) do control(url, "POST", "/_emulator/next", {
 local IMAGE_PATH = os.getenv("VIDU_BENCH_IMAGE")
 local image = IMAGE_PATH
   or { data = assert(io.open("spec/fixtures/png_33x17.png", "rb")):read("*a") }
+local UPLOAD_ENV = os.getenv("VIDU_BENCH_UPLOAD")
+local UPLOAD
+if UPLOAD_ENV == "0" then UPLOAD = false elseif UPLOAD_ENV == "1" then UPLOAD = true end
 local STREAM = os.getenv("VIDU_BENCH_STREAM") ~= "0"
 local MAX_STREAMS = tonumber(os.getenv("VIDU_BENCH_MAX_STREAMS") or "")
 local client = vidu.client(PROVIDER, { api_key = "bench-key", base_url = url, poll = POLL,
@@ -160,7 +165,7 @@ vidu.run(function()
   for i = 1, COUNT do
     vidu.spawn(function()
       local task, err = client:submit{ image = image, prompt = "bench " .. i,
-        seed = i }
+        seed = i, upload = UPLOAD }
       if not task then failures[#failures + 1] = tostring(err) return end
       tasks[#tasks + 1] = task
       local ok, werr = task:wait{ timeout = LOGNORMAL and MEDIAN * 20 or SECONDS * 10 }
@@ -238,6 +243,12 @@ print(string.format("generations        %d of %d succeeded (%s, %s, poll first=%
 print(string.format("image              %s", IMAGE_PATH and string.format("%s, %d bytes",
   IMAGE_PATH, #assert(io.open(IMAGE_PATH, "rb")):read("*a")) or "spec/fixtures/png_33x17.png"
   .. " as { data = bytes }"))
+do
+  local st = require("vidu.images").cache_stats(client)
+  print(string.format("image route        upload = %s; bodies that streamed it inline: %d,"
+    .. " uploads: %d, uses of the upload's URL: %d", tostring(UPLOAD), st.streams, st.uploads,
+    st.hits))
+end
 if PROVIDER == "fal" then
   print(string.format("status streams     %s, at most %d open (peak %d)", STREAM and "on" or "off",
     client.max_streams, counters.streams_peak))
