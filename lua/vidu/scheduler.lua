@@ -291,8 +291,9 @@ end
 -- poll or stream read) does not collect one stale entry per sleep. The entry is not searched
 -- for: a pace kind's event holds a sleeper for each of a thousand waiting tasks, and each
 -- sleep ending by its timer would scan the list (13% of the client's sampled Lua instructions
--- at 1,000 fal generations). The event counts its stale entries instead and, once they are half the list,
--- keeps only the live ones: an entry is live while its coroutine is parked with its token.
+-- at 1,000 fal generations). The event counts its stale entries instead and, once they are
+-- half the list, keeps only the live ones: an entry is live while its coroutine is parked
+-- with its token.
 local function unwait(self, ev)
   local ws = ev.waiters
   if not ws then return end -- fired meanwhile: the list is gone
