@@ -376,9 +376,34 @@ done_io:
 	return 2;
 }
 
+/* core.file_stat(path) -> size, mtime | nil, err: a regular file's size and mtime as
+ * image_info_file reports them (mtime in seconds with the nanoseconds as a fraction), for a
+ * caller that keeps what it learned of a file while these stay the same: one stat instead of
+ * an open and a read of the header. */
+static int l_file_stat(lua_State *L)
+{
+	const char *path = luaL_checkstring(L, 1);
+	struct stat st;
+	if (stat(path, &st) != 0) {
+		int err = errno;
+		lua_pushnil(L);
+		lua_pushfstring(L, "%s: %s", path, strerror(err));
+		return 2;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		lua_pushnil(L);
+		lua_pushfstring(L, "%s: not a regular file", path);
+		return 2;
+	}
+	lua_pushinteger(L, (lua_Integer)st.st_size);
+	lua_pushnumber(L, (lua_Number)st.st_mtim.tv_sec + (lua_Number)st.st_mtim.tv_nsec / 1e9);
+	return 2;
+}
+
 static const luaL_Reg image_funcs[] = {
 	{ "image_info", l_image_info },
 	{ "image_info_file", l_image_info_file },
+	{ "file_stat", l_file_stat },
 	{ NULL, NULL }
 };
 

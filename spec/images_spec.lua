@@ -202,6 +202,49 @@ describe("images.resolve", function()
     d = assert(images.resolve("fal", { data = read(FIX .. "jpeg_33x17.jpg"), name = "me.jpeg" }))
     assert.equal("me.jpeg", d.name)
   end)
+
+  it("reads a file's header once while its size and mtime stay, again when they change", function()
+    local path = os.tmpname()
+    tmpfiles[#tmpfiles + 1] = path
+    local function put(fixture, mtime)
+      local f = assert(io.open(path, "wb"))
+      f:write(read(FIX .. fixture))
+      f:close()
+      assert(os.execute(("touch -d @%d %q"):format(mtime, path)))
+    end
+    local reads = 0
+    local real = core.image_info_file
+    core.image_info_file = function(...)
+      reads = reads + 1
+      return real(...)
+    end
+    local ok, err = pcall(function()
+      put("png_640x360.png", 1700000000)
+      for _ = 1, 5 do
+        local d = assert(images.resolve("vidu", path))
+        assert.are.same({ 640, 360, "png" }, { d.width, d.height, d.format })
+      end
+      assert.are.equal(1, reads)
+      -- Another image in its place: other size, other mtime.
+      put("jpeg_33x17.jpg", 1700000100)
+      local d = assert(images.resolve("vidu", path))
+      assert.are.same({ 33, 17, "jpeg" }, { d.width, d.height, d.format })
+      assert.are.equal(2, reads)
+      -- The same bytes written again: same size, a new mtime, read again.
+      put("jpeg_33x17.jpg", 1700000200)
+      assert(images.resolve("vidu", path))
+      assert.are.equal(3, reads)
+      assert.are.equal(1700000200, assert(images.resolve("vidu", path)).mtime)
+      assert.are.equal(3, reads)
+      -- Gone: the error names the path, as before.
+      os.remove(path)
+      local none, why = images.resolve("vidu", path)
+      assert.is_nil(none)
+      assert.matches(path, tostring(why), 1, true)
+    end)
+    core.image_info_file = real
+    assert(ok, err)
+  end)
 end)
 
 describe("images.materialize", function()

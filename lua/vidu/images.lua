@@ -152,6 +152,26 @@ end
 -- { source = "url"|"file"|"bytes", route = "url"|"inline"|"upload", url =, path =, bytes =,
 --   data_uri =, format =, mime =, width =, height =, size =, name = }
 -- or nil, err (kind "image", field "image"). Reads local files' headers only.
+-- What the header of a local file said, by path, while its size and mtime stay the same: a
+-- batch that submits one file a thousand times stats it a thousand times, and opens and
+-- reads its header (64 KB, a page-faulting stdio buffer) once. Bounded: emptied when full.
+local FILE_INFO_MAX = 256
+local file_infos, file_info_count = {}, 0
+
+local function file_info(path)
+  local size, mtime = core.file_stat(path)
+  local known = size and file_infos[path]
+  if known and known.size == size and known.mtime == mtime then return known end
+  local info, err = core.image_info_file(path)
+  if not info then return nil, err end
+  if size and info.size == size and info.mtime == mtime then
+    if file_info_count >= FILE_INFO_MAX then file_infos, file_info_count = {}, 0 end
+    if not file_infos[path] then file_info_count = file_info_count + 1 end
+    file_infos[path] = info
+  end
+  return info
+end
+
 function images.resolve(rules, input, opts)
   if type(rules) ~= "table" then rules = require("vidu.validate").rules_for(rules) end
   local provider, limits = rules.name, rules.image
@@ -189,8 +209,9 @@ function images.resolve(rules, input, opts)
       return image_error(provider, string.format(
         "%q: only http(s) URLs, data: URIs and local paths are accepted", input), "URL scheme")
     end
-    -- A local path: only the header is read.
-    local info, err = core.image_info_file(input)
+    -- A local path: only the header is read, and only when the file is new to this process
+    -- or has changed (see file_info).
+    local info, err = file_info(input)
     if not info then
       err = tostring(err)
       -- The core's messages usually name the path already.
