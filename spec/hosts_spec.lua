@@ -257,6 +257,32 @@ describe("hosts", function()
       assert.are.same({ false, "x" }, { s:pcall(error, "x", 0) })
       assert.are.same({ true, 3 }, { require("vidu").pcall(function() return 3 end) })
     end)
+
+    it("pcall_apart runs fn in a coroutine of its own that waits as its caller", function()
+      local s = scheduler.new()
+      local client = require("vidu").client("fal", { api_key = "k", base_url = url(""), scheduler = s })
+      s:run(function()
+        local outer = coroutine.running()
+        local ok, inner, cur, seen = s:pcall_apart(function(x)
+          s:sleep(0.001) -- a wait inside parks the caller and comes back here
+          return coroutine.running(), s:current(), client:_deadline(), x
+        end, "arg")
+        assert.is_true(ok)
+        assert.are_not.equal(outer, inner)
+        assert.are.equal(outer, cur)
+        assert.is_nil(seen)
+        -- A deadline the caller set (client:_within) holds for the requests made apart.
+        local deadline = s:time() + 5
+        local r = { client:_within(deadline, function()
+          return s:pcall_apart(function() return client:_deadline() end)
+        end) }
+        assert.are.same({ true, deadline }, r)
+        -- Errors come back as from pcall, the caller's own deadline entry undisturbed.
+        assert.are.same({ false, "boom" }, { s:pcall_apart(error, "boom", 0) })
+        assert.is_nil(client:_deadline())
+      end)
+      assert.are.same({ false, "x" }, { s:pcall_apart(error, "x", 0) })
+    end)
   end)
 
   describe("inside nginx's Lua module", function()

@@ -65,8 +65,13 @@ client_mod.RUNTIME = RUNTIME
 local POLL_FIELDS = { first = true, max = true, factor = true, interval = true }
 
 -- The deadline of the call in progress in each coroutine (see Client:_within); the main
--- thread's under MAIN on Lua 5.1, where coroutine.running() gives nil there.
+-- thread's under MAIN on Lua 5.1, where coroutine.running() gives nil there. A call the
+-- scheduler runs apart (Scheduler:pcall_apart) counts as its caller's.
 local MAIN = {}
+
+local function deadline_key(client)
+  return client.scheduler:current() or coroutine.running() or MAIN
+end
 
 -- What client:submit's second argument and client:task's options may hold.
 local SUBMIT_OPTS = { on_event = true }
@@ -337,7 +342,7 @@ end
 -- leaves the entry to its coroutine, which is collected with it.)
 function Client:_within(deadline, fn, ...)
   if not deadline then return fn(...) end
-  local co = coroutine.running() or MAIN
+  local co = deadline_key(self)
   local prev = self._deadlines[co]
   if not prev or deadline < prev then self._deadlines[co] = deadline end
   local a, b, c = fn(...)
@@ -348,7 +353,7 @@ end
 -- The deadline of the call in progress in this coroutine (see Client:_within), or nil: for a
 -- driver that waits on something other than a request of its own (vidu's batched polls).
 function Client:_deadline()
-  return self._deadlines[coroutine.running() or MAIN]
+  return self._deadlines[deadline_key(self)]
 end
 
 -- opts of submit and task: a table with on_event (a function), or nil.
@@ -388,8 +393,10 @@ function Client:submit(params, opts)
   self:_emit("submitting", nil, { params = checked }, opts.on_event)
   local gate = self._submits
   gate:acquire()
-  -- (through the scheduler's pcall: a driver that raises must not keep its place)
-  local done, handle, obs = self.scheduler:pcall(self.driver.submit, self, checked)
+  -- (through a pcall: a driver that raises must not keep its place; apart: the caller's
+  -- coroutine, which usually goes on to wait minutes, keeps a small stack, not the depth of
+  -- building and sending the body)
+  local done, handle, obs = self.scheduler:pcall_apart(self.driver.submit, self, checked)
   gate:release()
   if not done then error(handle, 0) end
   if not handle then
@@ -399,10 +406,13 @@ function Client:submit(params, opts)
     return nil, err
   end
   local task = Task.new(self, handle)
-  task._holds_slot = self._inflight ~= nil
+  -- Only fields with a value: a waiting task is the bulk of a big batch's memory, and a
+  -- table of 17 fields or more takes 32 slots (a false flag holds one like any value).
+  if self._inflight then task._holds_slot = true end
   task.on_event = opts.on_event
-  task.submitted = true -- its age is known: the pace may learn from it
-  task.pace_key = Pace.key(checked) -- the kind of task it learns about (vidu.pace)
+  -- The kind of task it learns about (vidu.pace); only a task submitted here has one, so
+  -- only its age is known and the pace learns from it (see Task:_finished).
+  task.pace_key = Pace.key(checked)
   if self._log then
     self._log("info", string.format("%s task %s submitted (%s)", self.provider, task.id,
       tostring(checked.model)))

@@ -41,6 +41,9 @@ do
   PCALL_YIELDS = v == "through"
 end
 
+-- Whether coroutine.create takes a C function (plain Lua 5.1's takes Lua functions only).
+local CREATE_TAKES_C = pcall(co_create, print)
+
 -- While streams are open, the engine is driven at most once per this many ms when it blocks
 -- (engine:wait's settle_ms): bytes of many streams are handled in one pass instead of one
 -- pass, each polling every transfer's socket, per arriving event.
@@ -702,11 +705,21 @@ end
 -- pcall cannot): true, results... | false, error, as pcall.
 function Scheduler:pcall(fn, ...)
   if PCALL_YIELDS then return pcall(fn, ...) end
+  return self:pcall_apart(fn, ...)
+end
+
+--- pcall(fn, ...) with fn in a coroutine of its own inside a scheduler coroutine (pcall
+-- outside one): what pcall does on plain Lua 5.1, on every Lua. The caller's stack does not
+-- grow with fn's. That matters for a call that goes deep and then leaves its caller waiting a
+-- long time (a submit, then a wait of minutes): Lua shrinks a coroutine's stack only when it
+-- is three times what its frames use, so the submit's depth would stay in every waiting
+-- coroutine of a batch.
+function Scheduler:pcall_apart(fn, ...)
   local outer = self:current()
   if not outer then return pcall(fn, ...) end
   -- fn runs in a coroutine of its own; its yields are passed out to the scheduler (which
   -- sees `outer` park) and the answers passed back in, and current() maps it to `outer`.
-  local co = co_create(fn)
+  local co = co_create(CREATE_TAKES_C and fn or function(...) return fn(...) end)
   self.proxies[co] = outer
   local r = pack(co_resume(co, ...))
   while co_status(co) ~= "dead" do

@@ -419,7 +419,7 @@ function Task:_finished()
   local ticket = self._ticket
   if ticket then
     self._ticket = nil
-    local learn = self.status == "succeeded" and self.submitted and not self._learned
+    local learn = self.status == "succeeded" and self.pace_key ~= nil and not self._learned
       and not self._by_callback
     if learn then self._learned = true end
     local client = self.client
