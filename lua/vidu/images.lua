@@ -147,11 +147,6 @@ local function shares_upload(route, limits, size, upload)
     and size < (limits.upload_below or limits.max_bytes + 1) or nil
 end
 
---- Resolves an image input under `rules` (a driver's rules, or a registered provider's
--- name). Returns a descriptor
--- { source = "url"|"file"|"bytes", route = "url"|"inline"|"upload", url =, path =, bytes =,
---   data_uri =, format =, mime =, width =, height =, size =, name = }
--- or nil, err (kind "image", field "image"). Reads local files' headers only.
 -- What the header of a local file said, by path, while its size and mtime stay the same: a
 -- batch that submits one file a thousand times stats it a thousand times, and opens and
 -- reads its header (64 KB, a page-faulting stdio buffer) once. Bounded: emptied when full.
@@ -172,6 +167,11 @@ local function file_info(path)
   return info
 end
 
+--- Resolves an image input under `rules` (a driver's rules, or a registered provider's
+-- name). Returns a descriptor
+-- { source = "url"|"file"|"bytes", route = "url"|"inline"|"upload", url =, path =, bytes =,
+--   data_uri =, format =, mime =, width =, height =, size =, name = }
+-- or nil, err (kind "image", field "image"). Reads local files' headers only.
 function images.resolve(rules, input, opts)
   if type(rules) ~= "table" then rules = require("vidu.validate").rules_for(rules) end
   local provider, limits = rules.name, rules.image
