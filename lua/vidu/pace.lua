@@ -337,7 +337,7 @@ function Pace:_table(k, now)
       or now - k.built >= REBUILD) then
     local alive = {}
     for ticket in pairs(k.tickets) do alive[#alive + 1] = ticket.seen end
-    k.table = Pace.build(k.samples, k.seen / (#k.samples > 0 and #k.samples or 1), alive)
+    k.table = Pace.build(k.samples, k.seen / (n > 0 and n or 1), alive)
     if k.table then k.table.min = k.min end
     k.built, k.built_n, k.dirty, k.learned = now, n, false, false
   end
