@@ -170,6 +170,71 @@ describe("hosts", function()
       assert.are.equal(0, over)
     end)
 
+    it("a round of resumes starts at most 8 new connections; the rest start in later rounds",
+      function()
+      -- The engine's pass after a round connects what the round started, so a burst of
+      -- submits (fresh connections) is spread over steps; requests that may ride a pooled
+      -- connection are not held back.
+      local s = scheduler.new()
+      local e = s:engine()
+      local fresh, pooled = 0, 0
+      s.engine = function()
+        return setmetatable({
+          request = function(_, spec)
+            if spec.fresh_connect then fresh = fresh + 1 else pooled = pooled + 1 end
+            return e:request(spec)
+          end,
+        }, { __index = function(_, k) return function(_, ...) return e[k](e, ...) end end })
+      end
+      local bodies = {}
+      for i = 1, 20 do
+        s:spawn(function()
+          local b = s:transfer{ url = url("/echo"), method = "POST", body = "submit " .. i,
+            fresh_connect = true }.body
+          bodies[#bodies + 1] = b
+        end)
+      end
+      for _ = 1, 12 do
+        s:spawn(function()
+          local b = s:transfer{ url = url("/status/200") }.body
+          bodies[#bodies + 1] = b
+        end)
+      end
+      local per_step, most, pooled_first = {}, 0, nil
+      local deadline = core.now() + DEADLINE
+      repeat
+        assert(core.now() < deadline, "deadline passed")
+        local before = fresh
+        local wait = s:step(1) -- a budget that never ends a round early
+        per_step[#per_step + 1] = fresh - before
+        pooled_first = pooled_first or pooled
+        if fresh - before > most then most = fresh - before end
+        -- A host's sleep between frames (engine:wait would take the finished transfers).
+        if wait and wait > 0 then util.luv().sleep(math.ceil(math.min(wait, 0.01) * 1000)) end
+      until wait == nil
+      assert.are.equal(8, per_step[1])
+      assert.are.equal(12, pooled_first)
+      assert.are.equal(8, most)
+      assert.are.equal(20, fresh)
+      assert.are.equal(32, #bodies)
+      local seen = {}
+      for _, b in ipairs(bodies) do seen[b] = (seen[b] or 0) + 1 end
+      for i = 1, 20 do assert.are.equal(1, seen["submit " .. i], "submit " .. i) end
+      assert.are.equal(12, seen["status 200"])
+      -- A plain (blocking) run spreads them the same way and finishes them all.
+      local n = 0
+      s:run(function()
+        for i = 1, 20 do
+          s:spawn(function()
+            if s:transfer{ url = url("/echo"), method = "POST", body = tostring(i),
+              fresh_connect = true }.body == tostring(i) then n = n + 1 end
+          end)
+        end
+      end)
+      assert.are.equal(20, n)
+      assert.are.equal(40, fresh)
+    end)
+
     it("tells the host when to step; a spawn from outside asks for a step at once", function()
       local s = scheduler.new()
       local host = recording_host()
