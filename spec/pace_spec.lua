@@ -322,6 +322,41 @@ describe("vidu.pace", function()
     assert.is_true(ev.fired)
   end)
 
+  it("plans no poll before the shortest duration seen, but for one task in 16", function()
+    -- Learned middles of 9.6-10.1 s, and 10.2 s the youngest age a task was seen done at:
+    -- the hazard's window reaches below 10.2, where with durations alike every poll saw the
+    -- task running (WaveSpeed, 1,000 tasks of 10 s: ~0.7 such polls per task).
+    local t = Pace.build({ 9.6, 9.9, 9.7, 10.1, 9.8, 10.0, 9.75, 9.95 }, 1, {})
+    t.min = 10.2
+    local explorer = { random = NO_JITTER.random, factor = 1.5, max = 15, explore = true }
+    for _, seen in ipairs({ 0, 5, 8, 9, 9.5 }) do
+      local d = Pace.plan(t, seen, seen, NO_JITTER)
+      assert.is_true(seen + d >= 10.2 - 1e-9, seen .. ": " .. (seen + d))
+      -- An explorer keeps the hazard's plan: it finds a shorter duration if there is one.
+      local e = Pace.plan(t, seen, seen, explorer)
+      assert.is_true(seen + e >= seen + 0.5 - 1e-9 and seen + e <= 10.2, seen .. ": " .. (seen + e))
+    end
+    assert.is_true(Pace.plan(t, 9, 9, explorer) < Pace.plan(t, 9, 9, NO_JITTER))
+    -- Through a pace: tasks seen running at 9.0-9.8 s and done at 10.2-10.5 s; of 64 more
+    -- seen running at 9 s, one in 16 (by the order their waits began) is an explorer.
+    local p = pace_with(0.5)
+    for _, d in ipairs({ { 9.0, 10.2 }, { 9.6, 10.4 }, { 9.3, 10.3 }, { 9.8, 10.5 },
+      { 9.1, 10.25 }, { 9.5, 10.3 }, { 9.4, 10.45 }, { 9.2, 10.35 } }) do
+      local ticket = p:ticket("k", 0)
+      p:polled(ticket, d[1])
+      p:finish(ticket, d[2], true)
+    end
+    local explorers = 0
+    for _ = 1, 64 do
+      local ticket = p:ticket("k", 0)
+      p:polled(ticket, 9)
+      local d = p:delay(ticket, 9, 15, 1.5, 0, 15)
+      assert.is_true(9 + d >= 9.5 - 1e-9)
+      if 9 + d < 10.2 - 1e-9 then explorers = explorers + 1 end
+    end
+    assert.are.equal(4, explorers)
+  end)
+
   it("the first finish of a kind tells a task last seen before that age to look now", function()
     local p = pace_with(0.5)
     p:finish(p:ticket("k", 0), 10, true)

@@ -31,6 +31,10 @@
 -- time scale). Before the earliest likely finish h is 0 and the task sleeps (past the
 -- schedule's longest gap once TRUST samples say where that is); where finishes are dense the
 -- gaps shrink, never below MIN_GAP; otherwise no gap is longer than the schedule's longest.
+-- No poll goes before the youngest age a task of the kind was seen done at (the hazard's window
+-- reaches below it), but one task in EXPLORE may: with durations alike (1,000 WaveSpeed tasks
+-- of 10 s) the polls placed there saw the task running ~0.7 times per task, and the explorers
+-- still find a shorter duration if there is one, which wakes the others (see Waking).
 -- Past the oldest age the pace has seen, the hazard at that edge carries on, but the front of
 -- a batch looks at least every FRONT of its age (its first few finishes say little about the
 -- rest). Past the Q_HIGH quantile a task is overdue: it looks again after a short gap
@@ -78,6 +82,8 @@ local OVERDUE_SHARE = 0.1
 local Q_HIGH = 0.95
 local TRUST = 4
 local SCOUTS = 16
+-- One task in this many may poll before the shortest duration seen (see Pace.plan).
+local EXPLORE = 16
 local SAMPLES = 64
 local SEEN_CAP = 1024
 local KEYS = 32
@@ -207,8 +213,8 @@ end
 
 --- The next poll of a task: table `t` (Pace.build), the age `seen` at which the task was last
 -- seen running, its age now, `opts` = { random, factor, overdue (its overdue polls so far),
--- max (the schedule's longest gap) }. -> the delay from now (s, >= 0), and whether the task
--- is overdue.
+-- max (the schedule's longest gap), explore (true: it may poll before t.min) }. -> the delay
+-- from now (s, >= 0), and whether the task is overdue.
 function Pace.plan(t, seen, age, opts)
   local random, max = opts.random or math.random, opts.max or 15
   local function jitter(d) return d * (1 + JITTER * (2 * random() - 1)) end
@@ -261,6 +267,11 @@ function Pace.plan(t, seen, age, opts)
   local cap = max
   if t.n >= TRUST and seen < t.first then cap = t.first - seen + max end
   if at > age then at = age + jitter(at - age) end
+  -- Not before the shortest duration seen (the age at which a task of the kind was surely
+  -- done), but for one task in EXPLORE: the hazard's window, as wide as the spread, reaches
+  -- below it, and with durations alike nearly every poll placed there saw the task running;
+  -- the few that still look there find a shorter one, if there is one, and wake the rest.
+  if at < t.min and not opts.explore then at = t.min end
   return from_seen(at, cap), false
 end
 
@@ -370,7 +381,8 @@ function Pace:delay(ticket, now, gap, factor, overdue, max)
     return gap, false
   end
   return Pace.plan(t, ticket.seen, now - ticket.started,
-    { random = self.random, factor = factor, overdue = overdue, max = max })
+    { random = self.random, factor = factor, overdue = overdue, max = max,
+      explore = ticket.rank % EXPLORE == 0 })
 end
 
 --- True when the task of `ticket` is past its kind's likely range at scheduler time `now`.
