@@ -40,8 +40,9 @@
 -- rest). Past the Q_HIGH quantile a task is overdue: it looks again after a short gap
 -- (OVERDUE_SHARE of the median, at least MIN_GAP) growing by the schedule's factor with each
 -- overdue poll, never beyond the schedule's longest gap. Each delay carries +-20% jitter, so a
--- burst of tasks does not poll in lockstep, and counts from the task's last poll, so a plan
--- made again never pushes the next poll further out.
+-- burst of tasks does not poll in lockstep (but for a poll put off to the shortest duration
+-- seen: a batch's tasks reach that age as far apart as they were submitted), and counts from
+-- the task's last poll, so a plan made again never pushes the next poll further out.
 --
 -- Scouts. Before a kind has learned anything, its tasks submitted together will finish
 -- roughly in the order they were submitted, and the first finish wakes the rest (below). So
@@ -233,7 +234,11 @@ function Pace.plan(t, seen, age, opts)
     if short < MIN_GAP then short = MIN_GAP end
     short = short * (opts.factor or 1.5) ^ (opts.overdue or 0)
     if short > max then short = max end
-    return from_seen(seen + jitter(short), max), true
+    local at = seen + jitter(short)
+    -- (the learned middles lie below the shortest duration seen: a task can look overdue
+    -- before it; the floor below holds here too)
+    if at < t.min and not opts.explore then at = t.min end
+    return from_seen(at, max), true
   end
   -- Walk the bins from `seen` until the integral of sqrt(h) reaches the spacing.
   local width, x, acc, spacing = t.width, seen, 0, t.spacing
