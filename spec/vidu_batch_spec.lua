@@ -165,10 +165,12 @@ describe("batched polls", function()
     end
     assert.is_true(polls >= 3 * N, "list entries " .. polls)
     assert.are.equal(0, #singles())
-    -- The pace's scouts poll first (16 of the 50) and the rest once a scout finishes, so the
-    -- lists come in more rounds than one per poll of all 50 at once: 9 natively, 12 under
-    -- valgrind, against at least 150 requests without batching.
-    assert.is_true(#got * 3 <= N, #got .. " list requests for " .. N .. " tasks")
+    -- The pace's scouts poll first (16 of the 50) and the rest once a scout finishes, each
+    -- when it reaches the shortest duration seen, as far apart as the submits were: so the
+    -- lists come in more rounds than one per poll of all 50 at once. 6-10 natively; under
+    -- valgrind 8-9 alone and 17 within the whole suite, where the submits spread out; against
+    -- at least 150 requests without batching.
+    assert.is_true(#got * 2 <= N, #got .. " list requests for " .. N .. " tasks")
     print(string.format("\nbatched polls: %d tasks, %d list requests answering %d polls", N, #got, polls))
   end)
 
