@@ -471,6 +471,8 @@ end
 -- passed already); the rest stay queued.
 function Scheduler:_run_ready(deadline, strict)
   if strict and self:time() >= deadline then return end
+  -- A round follows an engine pass (a nested round, its own): its new connections start afresh.
+  self.opened = 0
   -- A resumed coroutine may block (a wait inside a foreign coroutine) and run a nested
   -- round that pops from this same queue: count, and stop early if it is empty.
   local count = self.rtail - self.rhead + 1
@@ -568,7 +570,6 @@ function Scheduler:_tick(max_wait)
   end
   self:_wishes()
   self:_fire_timers()
-  self.opened = 0
   self:_run_ready()
 end
 
@@ -644,7 +645,6 @@ function Scheduler:_advance(finished, budget, t0, strict)
   self:_dispatch(finished)
   self:_fire_timers()
   if budget == nil then budget = DEFAULT_BUDGET end
-  self.opened = 0
   self:_run_ready(t0 + budget * (1 - BUDGET_MARGIN), strict)
   self.stepping = false
   local wait = self:_plan()
