@@ -223,8 +223,14 @@ function Pace.plan(t, seen, age, opts)
   -- running before that age to look now: a batch of the same kind takes about the same time.
   if seen < t.min and age >= t.min then return 0, false end
   -- Every delay is counted from the last poll (`seen`), so that plans made again on a wake
-  -- never push the next poll further out.
+  -- never push the next poll further out. And none is before the shortest duration seen (the
+  -- age at which a task of the kind was surely done), but for one task in EXPLORE: the
+  -- hazard's window, as wide as the spread, reaches below it (and the learned middles lie
+  -- below it, so a task can look overdue before it); with durations alike nearly every poll
+  -- placed there saw the task running. The few that still look there find a shorter
+  -- duration, if there is one, and wake the rest.
   local function from_seen(at, cap)
+    if at < t.min and not opts.explore then at = t.min end
     if at > seen + cap then at = seen + cap end
     if at < seen + MIN_GAP then at = seen + MIN_GAP end
     return at > age and at - age or 0
@@ -234,11 +240,7 @@ function Pace.plan(t, seen, age, opts)
     if short < MIN_GAP then short = MIN_GAP end
     short = short * (opts.factor or 1.5) ^ (opts.overdue or 0)
     if short > max then short = max end
-    local at = seen + jitter(short)
-    -- (the learned middles lie below the shortest duration seen: a task can look overdue
-    -- before it; the floor below holds here too)
-    if at < t.min and not opts.explore then at = t.min end
-    return from_seen(at, max), true
+    return from_seen(seen + jitter(short), max), true
   end
   -- Walk the bins from `seen` until the integral of sqrt(h) reaches the spacing.
   local width, x, acc, spacing = t.width, seen, 0, t.spacing
@@ -272,11 +274,6 @@ function Pace.plan(t, seen, age, opts)
   local cap = max
   if t.n >= TRUST and seen < t.first then cap = t.first - seen + max end
   if at > age then at = age + jitter(at - age) end
-  -- Not before the shortest duration seen (the age at which a task of the kind was surely
-  -- done), but for one task in EXPLORE: the hazard's window, as wide as the spread, reaches
-  -- below it, and with durations alike nearly every poll placed there saw the task running;
-  -- the few that still look there find a shorter one, if there is one, and wake the rest.
-  if at < t.min and not opts.explore then at = t.min end
   return from_seen(at, cap), false
 end
 
